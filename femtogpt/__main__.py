@@ -1,0 +1,3 @@
+from femtogpt.cli import cli
+
+cli()
