@@ -1,0 +1,4 @@
+"""Reverse-mode autograd: Tensor, Function and the Graph (tape) that records and replays them."""
+from femtogpt.autograd.graph import Function, Graph, Tensor
+
+__all__ = ["Function", "Graph", "Tensor"]

@@ -1,0 +1,84 @@
+"""Mean cross-entropy of logits (+ bias) against target ids, softmax and gradient fused.
+
+loss = mean_r [logsumexp(z_r) - z_r[target_r]] with z = logits + bias. The max is subtracted before
+exp (the reference does not, and overflows to inf above ~88). Forward keeps the softmax, backward
+turns it into (softmax - onehot) * dloss / N in its own buffer. Targets < 0 are ignored (they count
+neither in the sum nor in N), so a caller can pad.
+"""
+import numpy as np
+from numba import njit, prange
+
+from femtogpt.autograd import Function
+from femtogpt.ops.reduce import ROW_CHUNK, num_chunks, sum_partials
+
+
+@njit(parallel=True, cache=True)
+def cross_entropy_forward(losses, probs, logits, bias, targets):
+    # logits, probs: (N, V); bias: (V,); targets: (N,) ints; losses: (N,) per-row loss (0 if ignored)
+    N, V = logits.shape
+    for r in prange(N):
+        m = -np.inf
+        for v in range(V):
+            z = logits[r, v] + bias[v]
+            probs[r, v] = z
+            if z > m:
+                m = z
+        s = 0.0
+        for v in range(V):
+            e = np.exp(probs[r, v] - m)
+            probs[r, v] = e
+            s += e
+        inv = 1.0 / s
+        for v in range(V):
+            probs[r, v] *= inv
+        t = targets[r]
+        if t >= 0:
+            z_t = logits[r, t] + bias[t]
+            losses[r] = np.log(s) + m - z_t
+        else:
+            losses[r] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def cross_entropy_backward(dlogits, dbias_part, probs, targets, scale, chunk):
+    # dlogits = (probs - onehot) * scale for counted rows, 0 for ignored ones; dbias partials per chunk
+    N, V = probs.shape
+    for k in prange(dbias_part.shape[0]):
+        for v in range(V):
+            dbias_part[k, v] = 0.0
+        for r in range(k * chunk, min(N, (k + 1) * chunk)):
+            t = targets[r]
+            for v in range(V):
+                g = probs[r, v] * scale if t >= 0 else 0.0
+                if v == t:
+                    g -= scale
+                dlogits[r, v] = g
+                dbias_part[k, v] += g
+
+
+class CrossEntropy(Function):
+    """inputs: logits (N, V), bias (V,), targets (N,) ints; output: the mean loss, shape ()."""
+
+    def forward(self, logits, bias, targets):
+        N, V = logits.shape
+        targets = targets.reshape(-1)
+        if targets.size and targets.max() >= V:
+            raise ValueError(f"target id out of range [0, {V})")
+        self.probs = self.buffer("probs", (N, V), logits.dtype)
+        losses = self.buffer("losses", (N,), np.float64)
+        cross_entropy_forward(losses, self.probs, logits, bias, targets)
+        self.targets = targets
+        self.count = max(1, int((targets >= 0).sum()))
+        self.losses = losses
+        return np.array(losses.sum() / self.count, dtype=logits.dtype)
+
+    def backward(self, dout):
+        N, V = self.probs.shape
+        dt = self.probs.dtype
+        dlogits = self.buffer("dlogits", (N, V), dt)
+        part = self.buffer("part", (num_chunks(N), V), dt)
+        cross_entropy_backward(dlogits, part, self.probs, self.targets, float(dout) / self.count,
+                               ROW_CHUNK)
+        dbias = self.buffer("dbias", (V,), dt)
+        sum_partials(dbias, part)
+        return dlogits, dbias, None
