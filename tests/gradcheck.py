@@ -11,16 +11,15 @@ from femtogpt.autograd import Graph, Tensor
 
 def numeric_grad(f, x, h=1e-6):
     """d f() / d x by central differences; f reads x, which is perturbed in place."""
-    g = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
+    g = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):  # index in place: x may be a strided view (reshape would copy)
+        old = x[i]
+        x[i] = old + h
         fp = f()
-        flat[i] = old - h
+        x[i] = old - h
         fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * h)
+        x[i] = old
+        g[i] = (fp - fm) / (2 * h)
     return g
 
 

@@ -58,15 +58,16 @@ class Function:
 class Graph:
     """Records calls while any input needs a gradient; `backward(loss)` replays them in reverse."""
 
-    def __init__(self):
+    def __init__(self, record=True):
         self.tape = []
+        self.record = record  # False: forward only (evaluation, sampling)
 
     def __call__(self, fn, *inputs):
         arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
         needs = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
         fn.needs_grad = needs
         out = Tensor(fn.forward(*arrays), requires_grad=any(needs))
-        if out.requires_grad:
+        if out.requires_grad and self.record:
             self.tape.append((fn, inputs, out))
         return out
 

@@ -1,0 +1,111 @@
+"""The reference GPT on the autograd graph, the whole batch (B, T) at once.
+
+Per layer (reference §2.2): N = LN(X); O = causal attention over N @ qkv (dropout on the probs);
+M = LN(N + dropout(O @ proj_w + proj_b)); F = gelu(M @ ff1_w + ff1_b) @ ff2_w + ff2_b; X' = M + F.
+The residuals start from the normalised inputs N and M, as in the reference. Biases are fused into
+the kernel after each GEMM, and X' = M + F goes straight into the next LayerNorm (the next layer's
+norm, or the head norm), so one ResidualLayerNorm closes each half-layer.
+Logits = LN_head(X_L) @ head_map_weights + head_map_bias; loss = mean cross-entropy.
+The Functions are created once per batch shape and reused, so their buffers are too.
+"""
+import numpy as np
+
+from femtogpt.autograd import Graph
+from femtogpt.ops.attention import CausalSelfAttention
+from femtogpt.ops.cross_entropy import CrossEntropy
+from femtogpt.ops.dropout import site_key
+from femtogpt.ops.embedding import Embedding
+from femtogpt.ops.gelu import BiasGelu
+from femtogpt.ops.layernorm import LayerNorm, ResidualLayerNorm
+from femtogpt.ops.matmul import MatMul
+from femtogpt.params import Parameters
+
+
+def sinusoidal_table(T, E, dtype=np.float32):
+    """The reference's fixed table: row k, column c, i = c // 2: sin(k / 10000^(2i/E)) for even c,
+    cos for odd c. Computed in float32 as the reference does."""
+    k = np.arange(T, dtype=np.float32)[:, None]
+    i = (np.arange(E) // 2).astype(np.float32)[None, :]
+    angle = k / np.power(np.float32(10000.0), np.float32(2.0) * i / np.float32(E))
+    table = np.where(np.arange(E)[None, :] % 2 == 0, np.sin(angle), np.cos(angle))
+    return table.astype(dtype)
+
+
+class _Program:
+    """The Function instances of one forward pass shape (each owns its buffers)."""
+
+    def __init__(self, T, L, H):
+        self.embed, self.ln0 = Embedding(), LayerNorm()
+        self.qkv = [MatMul() for _ in range(L)]
+        self.attn = [CausalSelfAttention(T, H) for _ in range(L)]
+        self.proj = [MatMul() for _ in range(L)]
+        self.res_attn = [ResidualLayerNorm() for _ in range(L)]
+        self.ff1 = [MatMul() for _ in range(L)]
+        self.gelu = [BiasGelu() for _ in range(L)]
+        self.ff2 = [MatMul() for _ in range(L)]
+        self.res_ffn = [ResidualLayerNorm() for _ in range(L)]
+        self.head, self.ce = MatMul(), CrossEntropy()
+
+
+class GPT:
+    def __init__(self, hp, params=None, dtype=np.float32):
+        self.hp = hp.validate()
+        self.params = params if params is not None else Parameters(hp, dtype)
+        self.dtype = self.params.dtype
+        E = hp.embedding_degree
+        self.pe = (sinusoidal_table(hp.num_tokens, E, self.dtype) if hp.pos_enc == "absolute"
+                   else np.zeros((0, E), self.dtype))
+        self._programs = {}
+
+    def _program(self, B, T):
+        prog = self._programs.get((B, T))
+        if prog is None:
+            if len(self._programs) > 4:  # shapes come and go (eval, sampling): keep memory bounded
+                self._programs.clear()
+            prog = self._programs[(B, T)] = _Program(T, self.hp.num_layers, self.hp.num_heads)
+        return prog
+
+    def _hidden(self, g, prog, ids, dropout, key):
+        """(B*T, E) output of the head LayerNorm for ids (B, T)."""
+        P, L = self.params.tensors, self.hp.num_layers
+        x = g(prog.embed, ids, P["token_embedding"], self.pe)
+        x = g(prog.ln0, x, P["norm_0_coeff"], P["norm_0_bias"])
+        for l in range(L):
+            attn, res_attn = prog.attn[l], prog.res_attn[l]
+            attn.p, attn.key = dropout, site_key(key, l, 0)
+            res_attn.p, res_attn.key = dropout, site_key(key, l, 1)
+            qkv = g(prog.qkv[l], x, P[f"qkv_{l}"])
+            o = g(prog.proj[l], g(attn, qkv), P[f"proj_{l}_weights"])
+            m = g(res_attn, x, o, P[f"proj_{l}_bias"], P[f"atten_norm_{l}_coeff"], P[f"atten_norm_{l}_bias"])
+            h = g(prog.gelu[l], g(prog.ff1[l], m, P[f"feedforward1_{l}_weights"]), P[f"feedforward1_{l}_bias"])
+            f = g(prog.ff2[l], h, P[f"feedforward2_{l}_weights"])
+            nxt = f"norm_{l + 1}" if l + 1 < L else "head_norm"
+            x = g(prog.res_ffn[l], m, f, P[f"feedforward2_{l}_bias"], P[f"{nxt}_coeff"], P[f"{nxt}_bias"])
+        return x
+
+    def _check_ids(self, ids):
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if ids.ndim != 2 or not 1 <= ids.shape[1] <= self.hp.num_tokens:
+            raise ValueError(f"ids must be (B, T) with 1 <= T <= {self.hp.num_tokens}, got {ids.shape}")
+        return ids
+
+    def loss(self, graph, ids, targets, dropout=0.0, key=0):
+        """Mean cross-entropy (a scalar Tensor on `graph`) of predicting targets (B, T) from ids (B, T).
+        dropout applies to the attention probabilities and after each attention projection; `key`
+        seeds its masks (same key, same masks)."""
+        ids = self._check_ids(ids)
+        prog = self._program(*ids.shape)
+        x = self._hidden(graph, prog, ids, float(dropout), int(key))
+        logits = graph(prog.head, x, self.params.tensors["head_map_weights"])
+        targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
+        return graph(prog.ce, logits, self.params.tensors["head_map_bias"], targets)
+
+    def logits(self, ids):
+        """(B, T, V) logits for ids (B, T), no dropout, nothing recorded for backward."""
+        ids = self._check_ids(ids)
+        B, T = ids.shape
+        g = Graph(record=False)
+        x = self._hidden(g, self._program(B, T), ids, 0.0, 0)
+        out = x.data @ self.params.values.views["head_map_weights"]
+        out += self.params.values.views["head_map_bias"]
+        return out.reshape(B, T, -1)

@@ -1,0 +1,158 @@
+"""The whole model: parameter count, a float64 gradcheck of every reference tensor by name,
+the initial loss, overfitting one batch, and thread-count independence."""
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from femtogpt.autograd import Graph
+from femtogpt.config import Hyperparameters, OptimizerConfig
+from femtogpt.model import GPT, sinusoidal_table
+from femtogpt.optim import AdamW
+from femtogpt.params import Parameters, reference_names
+from femtogpt.training import sample_batch, train_step
+from tests.gradcheck import numeric_grad
+
+
+def make_model(dtype=np.float64, seed=0, **kw):
+    hp = Hyperparameters(**{"vocab_size": 11, "num_tokens": 4, "embedding_degree": 8,
+                            "num_layers": 1, "num_heads": 2, "pos_enc": "none", **kw})
+    model = GPT(hp, Parameters(hp, dtype).init_reference(seed))
+    # gains N(0, 0.02) make every gradient tiny; gains near 1 make the check discriminating
+    rng = np.random.default_rng(seed)
+    for name, view in model.params.named().items():
+        if name.endswith("_coeff"):
+            view[...] = 1.0 + 0.3 * rng.standard_normal(view.shape)
+        elif name.endswith("_bias"):
+            view[...] = 0.1 * rng.standard_normal(view.shape)
+        else:
+            view *= 20.0
+    return model
+
+
+@pytest.mark.parametrize("hp", [
+    dict(vocab_size=101, num_tokens=80, embedding_degree=80, num_layers=4, num_heads=4),
+    dict(vocab_size=1054, num_tokens=80, embedding_degree=192, num_layers=8, num_heads=8),
+    dict(vocab_size=7, num_tokens=3, embedding_degree=6, num_layers=2, num_heads=3),
+])
+def test_parameter_count_is_the_reference_formula(hp):
+    hp = Hyperparameters(**hp)
+    V, E, L = hp.vocab_size, hp.embedding_degree, hp.num_layers
+    expected = 2 * V * E + V + L * (12 * E * E + 10 * E) + 2 * E
+    params = Parameters(hp)
+    assert params.size == expected == hp.num_params()
+    assert sum(v.size for v in params.named().values()) == expected
+    assert len(reference_names(hp)) == 1 + L * (10 + 3 * hp.num_heads) + 4
+
+
+def test_reference_defaults_count():
+    assert Hyperparameters(vocab_size=101).num_params() == 326_821  # the reference's figure
+
+
+@pytest.mark.parametrize("pos_enc,layers,dropout", [("none", 1, 0.0), ("absolute", 2, 0.0),
+                                                    ("none", 2, 0.2)])
+def test_whole_model_gradcheck_by_tensor_name(pos_enc, layers, dropout):
+    model = make_model(pos_enc=pos_enc, num_layers=layers)
+    rng = np.random.default_rng(1)
+    ids, targets = rng.integers(0, 11, (2, 4)), rng.integers(0, 11, (2, 4))
+
+    def loss():
+        return float(model.loss(Graph(record=False), ids, targets, dropout, key=5).data)
+
+    model.params.grad.fill(0)
+    g = Graph()
+    g.backward(model.loss(g, ids, targets, dropout, key=5))
+    grads = model.params.named_grads()
+    rows, bad = [], []
+    for name, view in model.params.named().items():
+        num = numeric_grad(loss, view)
+        err = float(np.max(np.abs(grads[name] - num)))
+        ok = np.allclose(grads[name], num, rtol=1e-5, atol=1e-7)
+        rows.append(f"{name:28s} {err:.2e} {'ok' if ok else 'FAIL'}")
+        if not ok:
+            bad.append(name)
+    print("\n".join(rows))
+    assert not bad, f"gradient mismatch in {bad}"
+    assert len(rows) == len(reference_names(model.hp))
+
+
+def test_sinusoidal_table_matches_reference_formula():
+    T, E = 5, 6
+    table = sinusoidal_table(T, E, np.float64)
+    for k in range(T):
+        for c in range(E):
+            factor = 10000 ** (2 * (c // 2) / E)
+            expected = math.sin(k / factor) if c % 2 == 0 else math.cos(k / factor)
+            assert abs(table[k, c] - expected) < 1e-6
+
+
+@pytest.mark.parametrize("pos_enc", ["none", "absolute"])
+def test_initial_loss_is_ln_vocab(pos_enc):
+    hp = Hyperparameters(vocab_size=101, num_tokens=32, embedding_degree=32, num_layers=2,
+                         num_heads=4, pos_enc=pos_enc)
+    model = GPT(hp, Parameters(hp).init_reference(3))
+    rng = np.random.default_rng(0)
+    ids, targets = rng.integers(0, 101, (8, 32)), rng.integers(0, 101, (8, 32))
+    loss = float(model.loss(Graph(record=False), ids, targets).data)
+    assert abs(loss - math.log(101)) < 0.05
+
+
+def test_overfits_one_batch():
+    hp = Hyperparameters(vocab_size=20, num_tokens=8, embedding_degree=32, num_layers=2, num_heads=4)
+    model = GPT(hp, Parameters(hp).init_reference(0))
+    opt = AdamW(model.params, OptimizerConfig(lr=3e-3, warmup=10))
+    rng = np.random.default_rng(0)
+    ids, targets = rng.integers(0, 20, (4, 8)), rng.integers(0, 20, (4, 8))
+    first, _ = train_step(model, opt, ids, targets)
+    for _ in range(300):
+        last, _ = train_step(model, opt, ids, targets)
+    assert last < 0.1 * first, (first, last)
+
+
+def test_batch_sampler_windows_and_determinism():
+    tokens = np.arange(100)
+    ids, targets = sample_batch(tokens, 16, 8, seed=1, step=3)
+    assert ids.shape == targets.shape == (16, 8)
+    np.testing.assert_array_equal(targets, ids + 1)  # consecutive tokens, shifted by one
+    assert ids.max() < 99
+    ids2, _ = sample_batch(tokens, 16, 8, seed=1, step=3)
+    np.testing.assert_array_equal(ids, ids2)
+    ids3, _ = sample_batch(tokens, 16, 8, seed=1, step=4)
+    assert not np.array_equal(ids, ids3)
+    with pytest.raises(ValueError, match="num_tokens"):
+        sample_batch(np.arange(8), 2, 8, seed=0, step=0)
+
+
+_TEN_STEPS = """
+import numpy as np, sys
+from femtogpt.config import Hyperparameters, OptimizerConfig
+from femtogpt.model import GPT
+from femtogpt.optim import AdamW
+from femtogpt.params import Parameters
+from femtogpt.training import sample_batch, train_step
+hp = Hyperparameters(vocab_size=30, num_tokens=16, embedding_degree=32, num_layers=2, num_heads=4)
+model = GPT(hp, Parameters(hp).init_reference(7))
+opt = AdamW(model.params, OptimizerConfig(warmup=2))
+tokens = np.random.default_rng(0).integers(0, 30, 5000)
+losses = []
+for step in range(10):
+    ids, targets = sample_batch(tokens, 32, 16, seed=7, step=step)
+    losses.append(train_step(model, opt, ids, targets, dropout=0.1, seed=7)[0])
+import hashlib
+print(" ".join(np.float32(x).tobytes().hex() for x in losses),
+      hashlib.sha256(model.params.data.tobytes()).hexdigest())
+"""
+
+
+def test_same_seed_same_losses_for_any_thread_count():
+    outputs = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        out = subprocess.run([sys.executable, "-c", _TEN_STEPS], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        outputs.append(out)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].split()) == 11
