@@ -77,3 +77,17 @@ def test_dropout_statistics_and_gradcheck():
     np.testing.assert_allclose(out[kept], 1 / 0.8)
     np.testing.assert_array_equal(Dropout(0.0).forward(x), x)
     check_op(lambda: Dropout(0.2, key=3), [rng.standard_normal((3, 4))], diff=[0])
+
+
+def test_bias_gelu_float32_fast_path_matches_exact():
+    h = np.linspace(-12, 12, 4001).reshape(1, -1)
+    b = np.zeros(h.shape[1])
+    exact = gelu_tanh(h)
+    fast = BiasGelu().forward(h.astype(np.float32), b.astype(np.float32))
+    np.testing.assert_allclose(fast, exact, atol=2e-6, rtol=1e-5)
+    fn = BiasGelu()
+    fn.forward(h.astype(np.float32), b.astype(np.float32))
+    d32 = fn.backward(np.ones_like(h, dtype=np.float32))[0].copy()
+    fn64 = BiasGelu()
+    fn64.forward(h, b)
+    np.testing.assert_allclose(d32, fn64.backward(np.ones_like(h))[0], atol=5e-6)
