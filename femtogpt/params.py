@@ -60,17 +60,23 @@ def reference_views(hp, tensors):
     return views
 
 
+def named_views(hp, flat):
+    """{reference name: view} of a flat buffer laid out like the parameters (e.g. AdamW moments)."""
+    return reference_views(hp, FlatBuffers(hp, flat=flat).views)
+
+
 def is_bias(name):
     return name.endswith("_bias")
 
 
 class FlatBuffers:
-    """A flat array and named views of it laid out by `internal_layout`."""
+    """A flat array (new, or given) and named views of it laid out by `internal_layout`."""
 
-    def __init__(self, hp, dtype):
+    def __init__(self, hp, dtype=np.float32, flat=None):
         self.layout = internal_layout(hp)
         size = sum(int(np.prod(s)) for _, s in self.layout)
-        self.flat = np.zeros(size, dtype)
+        self.flat = np.zeros(size, dtype) if flat is None else flat
+        assert self.flat.shape == (size,)
         self.views, offset = {}, 0
         for name, shape in self.layout:
             n = int(np.prod(shape))

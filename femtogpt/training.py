@@ -21,13 +21,20 @@ def sample_batch(tokens, batch_size, T, seed, step):
     return windows[:, :-1], windows[:, 1:]
 
 
+class NonFiniteLoss(ArithmeticError):
+    """The loss or the gradients are NaN/inf; raised before the update, so the weights stay good."""
+
+
 def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0):
     """Forward, backward and one AdamW update; returns (loss, lr). Dropout masks are keyed by
-    (seed, optimizer step)."""
+    (seed, optimizer step). A non-finite loss or gradient raises NonFiniteLoss before updating."""
     params = model.params
     params.grad.fill(0.0)
     graph = Graph()
     loss = model.loss(graph, ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70))
     graph.backward(loss)
+    loss = float(loss.data)
+    if not np.isfinite(loss) or not np.isfinite(np.dot(params.grad, params.grad)):
+        raise NonFiniteLoss(f"the loss became {loss} at step {optimizer.step + 1}")
     lr = optimizer.update()
-    return float(loss.data), lr
+    return loss, lr

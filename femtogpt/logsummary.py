@@ -1,0 +1,37 @@
+"""Summaries of a model's logs: what `info` prints instead of 10,000 TrainStep lines."""
+
+
+def summarize_logs(logs):
+    """A list of runs: consecutive logs of one kind merged; TrainStep runs give steps and losses."""
+    out = []
+    for log in logs:
+        kind = log.get("kind")
+        if kind == "TrainStep":
+            if out and out[-1]["kind"] == "TrainSteps":
+                run = out[-1]
+            else:
+                run = {"kind": "TrainSteps", "count": 0, "first_step": log.get("step"),
+                       "first_loss": log.get("loss"), "elapsed_ms": 0}
+                out.append(run)
+            run["count"] += 1
+            run["last_step"], run["last_loss"] = log.get("step"), log.get("loss")
+            run["elapsed_ms"] += int(log.get("elapsed_ms", 0))
+        elif kind == "Eval":
+            if out and out[-1]["kind"] == "TrainSteps":
+                out[-1]["last_val_loss"] = log.get("val_loss")
+        else:
+            out.append({k: v for k, v in log.items()})
+    return out
+
+
+def describe(entry):
+    """One human line for a summarised log entry."""
+    kind = entry["kind"]
+    if kind == "TrainSteps":
+        val = f", val {entry['last_val_loss']:.4f}" if entry.get("last_val_loss") is not None else ""
+        return (f"{entry['count']} steps ({entry['first_step']}..{entry['last_step']}), loss "
+                f"{entry['first_loss']:.4f} -> {entry['last_loss']:.4f}{val}, "
+                f"{entry['elapsed_ms'] / 1000:.1f}s")
+    fields = ", ".join(f"{k}={v}" for k, v in entry.items()
+                       if k not in ("kind", "id", "hyperparameters"))
+    return f"{kind}" + (f" ({fields})" if fields else "") + f"  [{entry.get('id', '')[:8]}]"

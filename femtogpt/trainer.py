@@ -1,0 +1,90 @@
+"""The training loop over a tokenized dataset: sampling, steps, validation, saving, stopping.
+
+Everything random in a step is drawn from (seed, global step), so 5 + 5 steps in two runs give the
+same weights bitwise as 10 steps in one. The model file is saved every `save_every` steps and at the
+end; `should_stop()` (a Ctrl-C flag) ends the run after the current step, which is then saved too.
+A non-finite loss stops the run before the bad update; the last good weights are saved.
+"""
+import time
+from dataclasses import dataclass
+
+from femtogpt.checkpoint import new_log
+from femtogpt.evaluate import evaluate_tokens
+from femtogpt.training import NonFiniteLoss, sample_batch, train_step
+
+
+@dataclass
+class TrainOptions:
+    steps: int
+    seed: int
+    batch_size: int = 32
+    dropout: float = 0.0
+    save_every: int = 100           # steps between saves (0: only at the end)
+    val_fraction: float = 0.0       # held-out tail of the dataset (0: no validation)
+    eval_every: int = 0             # steps between validation losses (0: never)
+    eval_windows: int = 64          # cap on validation windows, to keep evaluation quick
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    last_loss: float
+    stopped: bool = False           # Ctrl-C
+    failure: str | None = None      # non-finite loss
+
+
+def split_tokens(tokens, val_fraction, T):
+    """(train, val): the last val_fraction of the tokens is held out (None when 0)."""
+    if val_fraction <= 0:
+        return tokens, None
+    cut = int(len(tokens) * (1.0 - val_fraction))
+    train, val = tokens[:cut], tokens[cut:]
+    if len(train) < T + 1 or len(val) < 2:
+        raise ValueError(f"--val-fraction {val_fraction} leaves {len(train)} training and {len(val)} "
+                         f"validation tokens; need at least {T + 1} and 2")
+    return train, val
+
+
+def run_training(session, tokens, options, save, display, should_stop=lambda: False,
+                 dataset_info=None):
+    """Train `session` in place; `save()` writes the model file. Returns a TrainResult."""
+    T = session.hp.num_tokens
+    train_tokens, val_tokens = split_tokens(tokens, options.val_fraction, T)
+    if len(train_tokens) < T + 1:
+        raise ValueError(f"the dataset has {len(train_tokens)} tokens; training needs at least "
+                         f"num_tokens + 1 = {T + 1}")
+    opt = session.ensure_optimizer()
+    session.train_state["seed"] = options.seed
+    session.logs.append(new_log("TrainSession", dropout=options.dropout, seed=options.seed,
+                                batch_size=options.batch_size, start_step=opt.step,
+                                **(dataset_info or {})))
+    model, result = session.model, TrainResult(0, float("nan"))
+    try:
+        for i in range(options.steps):
+            if should_stop():
+                result.stopped = True
+                break
+            ids, targets = sample_batch(train_tokens, options.batch_size, T, options.seed, opt.step)
+            t0 = time.perf_counter()
+            try:
+                loss, lr = train_step(model, opt, ids, targets, options.dropout, options.seed)
+            except NonFiniteLoss as exc:
+                result.failure = str(exc)
+                break
+            elapsed = time.perf_counter() - t0
+            result.steps_done, result.last_loss = i + 1, loss
+            session.logs.append(new_log("TrainStep", step=opt.step, loss=loss,
+                                        elapsed_ms=int(round(elapsed * 1000)), lr=lr))
+            if val_tokens is not None and options.eval_every and opt.step % options.eval_every == 0:
+                val, _ = evaluate_tokens(model, val_tokens, max_windows=options.eval_windows)
+                session.logs.append(new_log("Eval", step=opt.step, val_loss=val))
+                display.validation(opt.step, val)
+            display.step(opt.step, loss, lr, elapsed)
+            if options.save_every and (i + 1) % options.save_every == 0 and i + 1 < options.steps:
+                save()
+        else:
+            result.stopped = should_stop()
+    finally:
+        display.close()
+    save()
+    return result
