@@ -2,5 +2,15 @@
 
 A re-implementation of the Rust femtoGPT fork. Importing the package is cheap: the engine and its
 Numba kernels are imported only by the commands that need them.
+
+Thread settings, made here because they only work before NumPy and Numba start their pools: OpenBLAS
+runs single-threaded (femtogpt splits large products over its own threads, see ops/matmul.py) and
+OpenMP threads sleep instead of spinning between kernels, so the two never fight over the cores.
+An explicit setting in the environment wins.
 """
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"

@@ -1,19 +1,68 @@
-"""Matrix product x @ w (+ bias) through NumPy's BLAS, into persistent output buffers.
+"""Matrix products through NumPy's BLAS, split over our own threads, into persistent buffers.
 
 x: (N, K), w: (K, M) stored row-major [in, out] as in the reference; bias: (M,) or None.
 The model passes bias=None and fuses its biases into the next kernel (GELU, residual LayerNorm,
 cross-entropy); the bias path is here for standalone use.
+
+Why our own threads: OpenBLAS's worker threads spin after every call and Numba's kernel threads
+spin after every parallel loop; on a 2-core machine the two pools steal each other's cores and a
+step ran 3-4x slower. So OpenBLAS runs single-threaded (femtogpt/__init__.py sets that before NumPy
+loads) and `gemm` cuts a product into row blocks run on a small pool of Python threads (BLAS
+releases the GIL), which sleep when idle. The cut depends only on the shapes, never on the number
+of threads, so results are the same bits for any thread count.
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from femtogpt.autograd import Function
 from femtogpt.ops.reduce import column_sum, num_chunks
 
+_MAX_PARTS = 4
+_MIN_PART_FLOPS = 4_000_000  # smaller products are not worth a thread hand-off
+_pool = None
+
+
+def _workers():
+    try:
+        import numba
+
+        threads = numba.get_num_threads()
+    except Exception:  # pragma: no cover - numba is a dependency; be safe anyway
+        threads = os.cpu_count() or 1
+    return max(1, min(threads, _MAX_PARTS))
+
+
+def gemm(a, b, out):
+    """out = a @ b, row blocks in parallel; a: (N, K), b: (K, M), out: (N, M) C-contiguous."""
+    global _pool
+    N, K = a.shape
+    M = b.shape[1]
+    parts = int(min(_MAX_PARTS, N // 8, 2 * N * K * M // _MIN_PART_FLOPS))
+    if parts <= 1:
+        np.matmul(a, b, out=out)
+        return out
+    bounds = [N * i // parts for i in range(parts + 1)]
+    blocks = [(bounds[i], bounds[i + 1]) for i in range(parts)]
+    workers = _workers()
+    if workers == 1:
+        for lo, hi in blocks:
+            np.matmul(a[lo:hi], b, out=out[lo:hi])
+        return out
+    if _pool is None or _pool._max_workers != workers - 1:
+        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="femtogpt-gemm")
+    futures = [_pool.submit(np.matmul, a[lo:hi], b, out=out[lo:hi]) for lo, hi in blocks[1:]]
+    np.matmul(a[blocks[0][0]:blocks[0][1]], b, out=out[blocks[0][0]:blocks[0][1]])
+    for f in futures:
+        f.result()
+    return out
+
 
 class MatMul(Function):
     def forward(self, x, w, bias=None):
         out = self.buffer("out", (x.shape[0], w.shape[1]), x.dtype)
-        np.matmul(x, w, out=out)
+        gemm(x, w, out)
         if bias is not None:
             out += bias
         self.x, self.w, self.has_bias = x, w, bias is not None
@@ -24,10 +73,10 @@ class MatMul(Function):
         dx = dw = db = None
         if need_x:
             dx = self.buffer("dx", self.x.shape, dout.dtype)
-            np.matmul(dout, self.w.T, out=dx)  # (N, M) @ (M, K)
+            gemm(dout, self.w.T, dx)  # (N, M) @ (M, K)
         if need_w:
             dw = self.buffer("dw", self.w.shape, dout.dtype)
-            np.matmul(self.x.T, dout, out=dw)  # (K, N) @ (N, M)
+            gemm(self.x.T, dout, dw)  # (K, N) @ (N, M)
         if self.has_bias and self.needs_grad[2]:
             db = self.buffer("db", (dout.shape[1],), dout.dtype)
             scratch = self.buffer("db_part", (num_chunks(dout.shape[0]), dout.shape[1]), dout.dtype)
