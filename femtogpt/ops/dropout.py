@@ -22,11 +22,16 @@ def mix64(x):
 
 
 @njit(inline="always", cache=True)
-def keep_scale(key, i, p, scale):
-    # 1/(1-p) if element i survives, else 0; u is uniform on [0, 1) with 24 bits, kept when u >= p
+def kept(key, i, p):
+    # does element i survive? u is uniform on [0, 1) with 24 bits, kept when u >= p
     h = mix64(np.uint64(key) + np.uint64(i) * np.uint64(0x9E3779B97F4A7C15))
-    u = np.float64(h >> np.uint64(40)) * (1.0 / 16777216.0)
-    return scale if u >= p else 0.0
+    return np.float64(h >> np.uint64(40)) * (1.0 / 16777216.0) >= p
+
+
+@njit(inline="always", cache=True)
+def keep_scale(key, i, p, scale):
+    # 1/(1-p) if element i survives, else 0
+    return scale if kept(key, i, p) else 0.0
 
 
 @njit(parallel=True, cache=True)
