@@ -8,13 +8,18 @@ import time
 
 
 class TrainDisplay:
-    def __init__(self, total_steps, start_step, tokens_per_step, live=None, console=None):
+    """live: a rich bar (default when stdout is a terminal); otherwise one plain line per step,
+    at most one every `plain_interval` seconds (the model file keeps every step's loss anyway)."""
+
+    def __init__(self, total_steps, start_step, tokens_per_step, live=None, console=None,
+                 plain_interval=1.0):
         self.total, self.start, self.tokens_per_step = total_steps, start_step, tokens_per_step
         self.live = sys.stdout.isatty() if live is None else live
         self.smoothed = None
         self.val = float("nan")
         self.t0 = time.perf_counter()
         self.done = 0
+        self.plain_interval, self.last_line = plain_interval, None
         if self.live:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
@@ -38,7 +43,12 @@ class TrainDisplay:
             self.progress.update(self.task, completed=step, loss=loss, smooth=self.smoothed, lr=lr,
                                  tps=tps, val=self.val)
         else:
-            spent = time.perf_counter() - self.t0
+            now = time.perf_counter()
+            last = self.total is not None and self.done == self.total
+            if self.last_line is not None and now - self.last_line < self.plain_interval and not last:
+                return
+            self.last_line = now
+            spent = now - self.t0
             eta = "" if self.total is None else f" eta {spent / self.done * (self.total - self.done):.0f}s"
             val = f" val {self.val:.4f}" if self.val == self.val else ""
             print(f"step {step} loss {loss:.4f} avg {self.smoothed:.4f}{val} lr {lr:.2e} "
