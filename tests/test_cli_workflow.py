@@ -268,3 +268,10 @@ def test_dummy_data_command(workdir):
     assert out == "a@@b##c$$d%%e^^\n"
     run("dummy-data", "simple_dummy", "--seed", "1", "--size", "3", "--out", "w.txt")
     assert Path("w.txt").read_text().count(";\n") == 3
+
+
+def test_demo_runs_end_to_end(workdir):
+    out = run("demo", "--seconds", "3", "--dir", "d").output
+    assert "Trained" in out and "Samples" in out
+    mf = load_model_file(Path("d/model.dat"))
+    assert mf.optimizer["step"] > 0 and Path("d/dataset.txt").stat().st_size > 10_000
