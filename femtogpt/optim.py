@@ -14,12 +14,13 @@ _CHUNK = 1 << 14
 def adamw_update(p, g, m, v, lr, beta1, beta2, eps, wd, bc1, bc2, chunk):
     # p, g, m, v: (P,) flat; bc1, bc2: bias corrections 1 - beta^t
     n = p.size
+    one = beta1 / beta1  # 1 in the parameters' precision
     for k in prange((n + chunk - 1) // chunk):
         for i in range(k * chunk, min(n, (k + 1) * chunk)):
             gi = g[i]
             pi = p[i] - lr * wd * p[i]
-            mi = beta1 * m[i] + (1.0 - beta1) * gi
-            vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
+            mi = beta1 * m[i] + (one - beta1) * gi
+            vi = beta2 * v[i] + (one - beta2) * gi * gi
             m[i] = mi
             v[i] = vi
             p[i] = pi - (mi / bc1) * lr / (np.sqrt(vi / bc2) + eps)
@@ -38,7 +39,8 @@ class AdamW:
         c = self.config
         lr = c.learning_rate(self.step) if lr is None else lr
         t = self.step + 1
-        adamw_update(self.params.data, self.params.grad, self.m, self.v, lr, c.beta1, c.beta2, c.eps,
-                     c.weight_decay, 1.0 - c.beta1 ** t, 1.0 - c.beta2 ** t, _CHUNK)
+        f = self.params.data.dtype.type  # scalars in the parameters' precision, as the reference (f32)
+        adamw_update(self.params.data, self.params.grad, self.m, self.v, f(lr), f(c.beta1), f(c.beta2),
+                     f(c.eps), f(c.weight_decay), f(1.0 - c.beta1 ** t), f(1.0 - c.beta2 ** t), _CHUNK)
         self.step += 1
         return lr

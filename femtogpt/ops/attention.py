@@ -10,34 +10,14 @@ Forward keeps P (B*NH, T, T) for backward; the dropout mask is recomputed from i
 (batch, head) pair is one task working on its own [T, T] tile, so no result depends on threads.
 The per-head work lives in plain @njit helpers (not inlined into the prange body) so their scratch
 arrays are private to each task. Inner loops run over contiguous j or d so they vectorise; the
-float32 path uses a vectorisable exp (libm's scalar exp was half the forward time), float64 the
-exact one.
+float32 path uses a vectorisable exp (ops/fastmath.py), float64 the exact one.
 """
 import numpy as np
 from numba import njit, prange
 
 from femtogpt.autograd import Function
 from femtogpt.ops.dropout import kept
-
-_F = np.float32
-_LOG2E, _LN2, _LOW = _F(1.4426950408889634), _F(0.6931471805599453), _F(-125.0)
-_C2, _C3, _C4, _C5, _C6, _C7 = (_F(1 / 2), _F(1 / 6), _F(1 / 24), _F(1 / 120), _F(1 / 720), _F(1 / 5040))
-_ONE, _HALF = _F(1.0), _F(0.5)
-
-
-@njit(inline="always", cache=True)
-def _exp_shifted32(s, n, m, bits):
-    # s[j] = exp(s[j] - m) for j < n, s[j] <= m: 2^k * e^(f ln2), k integer, |f| <= 1/2, 2^k built in
-    # the exponent bits of `bits` (an int32 scratch viewed as float32); rel. error ~2e-7
-    scaled = bits.view(np.float32)
-    for j in range(n):
-        y = max((s[j] - m) * _LOG2E, _LOW)
-        k = np.floor(y + _HALF)
-        t = (y - k) * _LN2
-        s[j] = _ONE + t * (_ONE + t * (_C2 + t * (_C3 + t * (_C4 + t * (_C5 + t * (_C6 + t * _C7))))))
-        bits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
-    for j in range(n):
-        s[j] *= scaled[j]
+from femtogpt.ops.fastmath import exp_shifted32
 
 
 @njit(cache=True)
@@ -70,7 +50,7 @@ def _head_forward(out, P, qkv, bh, T, NH, hs, key, p, scale, fast):
         for j in range(1, n):
             m = max(m, s[j])
         if fast:
-            _exp_shifted32(s, n, m, bits)
+            exp_shifted32(s, n, m, bits)
         else:
             for j in range(n):
                 s[j] = np.exp(s[j] - m)

@@ -9,34 +9,43 @@ import numpy as np
 from numba import njit, prange
 
 from femtogpt.autograd import Function
+from femtogpt.ops.fastmath import exp_shifted32
 from femtogpt.ops.reduce import ROW_CHUNK, num_chunks, sum_partials
 
 
-@njit(parallel=True, cache=True)
-def cross_entropy_forward(losses, probs, logits, bias, targets):
-    # logits, probs: (N, V); bias: (V,); targets: (N,) ints; losses: (N,) per-row loss (0 if ignored)
-    N, V = logits.shape
-    for r in prange(N):
-        m = -np.inf
+@njit(cache=True)
+def _rows_forward(losses, probs, logits, bias, targets, r0, r1, fast):
+    # rows r0..r1 of the forward; a plain helper so its scratch is private to the calling task
+    V = logits.shape[1]
+    bits = np.empty(V, np.int32)
+    for r in range(r0, r1):
+        row = probs[r]
+        m = logits[r, 0] + bias[0]
         for v in range(V):
-            z = logits[r, v] + bias[v]
-            probs[r, v] = z
-            if z > m:
-                m = z
+            row[v] = logits[r, v] + bias[v]
+            m = max(m, row[v])
+        if fast:
+            exp_shifted32(row, V, m, bits)
+        else:
+            for v in range(V):
+                row[v] = np.exp(row[v] - m)
         s = 0.0
         for v in range(V):
-            e = np.exp(probs[r, v] - m)
-            probs[r, v] = e
-            s += e
-        inv = 1.0 / s
+            s += row[v]
+        inv = row.dtype.type(1.0 / s) if fast else 1.0 / s
         for v in range(V):
-            probs[r, v] *= inv
+            row[v] *= inv
         t = targets[r]
-        if t >= 0:
-            z_t = logits[r, t] + bias[t]
-            losses[r] = np.log(s) + m - z_t
-        else:
-            losses[r] = 0.0
+        losses[r] = np.log(s) + m - (logits[r, t] + bias[t]) if t >= 0 else 0.0
+
+
+@njit(parallel=True, cache=True)
+def cross_entropy_forward(losses, probs, logits, bias, targets, fast, chunk):
+    # logits, probs: (N, V); bias: (V,); targets: (N,) ints; losses: (N,) float64 per-row loss
+    # (0 where the target is ignored); fast: the float32 vectorised exp
+    N = logits.shape[0]
+    for k in prange((N + chunk - 1) // chunk):
+        _rows_forward(losses, probs, logits, bias, targets, k * chunk, min(N, (k + 1) * chunk), fast)
 
 
 @njit(parallel=True, cache=True)
@@ -66,7 +75,8 @@ class CrossEntropy(Function):
             raise ValueError(f"target id out of range [0, {V})")
         self.probs = self.buffer("probs", (N, V), logits.dtype)
         losses = self.buffer("losses", (N,), np.float64)
-        cross_entropy_forward(losses, self.probs, logits, bias, targets)
+        cross_entropy_forward(losses, self.probs, logits, bias, targets,
+                              logits.dtype == np.float32, 16)
         self.targets = targets
         self.count = max(1, int((targets >= 0).sum()))
         self.losses = losses

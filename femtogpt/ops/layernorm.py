@@ -28,9 +28,9 @@ def _normalize_row(out, x, mean, rstd, gamma, beta, r, eps):
         d = x[r, c] - m
         var += d * d
     var /= C
-    s = 1.0 / np.sqrt(var + eps)
     mean[r] = m
-    rstd[r] = s
+    rstd[r] = 1.0 / np.sqrt(var + eps)
+    m, s = mean[r], rstd[r]  # statistics in float64, the elementwise pass in the data's precision
     for c in range(C):
         out[r, c] = (x[r, c] - m) * s * gamma[c] + beta[c]
 
@@ -41,17 +41,17 @@ def _row_backward(dx, dgamma_part, dbeta_part, dout, x, mean, rstd, gamma, r, k)
     C = x.shape[1]
     m = mean[r]
     s = rstd[r]
-    g_mean = 0.0
-    gx_mean = 0.0
+    g_sum = 0.0  # row sums in float64; the elementwise work in the data's precision
+    gx_sum = 0.0
     for c in range(C):
         xhat = (x[r, c] - m) * s
         g = dout[r, c] * gamma[c]
-        g_mean += g
-        gx_mean += g * xhat
+        g_sum += g
+        gx_sum += g * xhat
         dgamma_part[k, c] += dout[r, c] * xhat
         dbeta_part[k, c] += dout[r, c]
-    g_mean /= C
-    gx_mean /= C
+    g_mean = dx.dtype.type(g_sum / C)
+    gx_mean = dx.dtype.type(gx_sum / C)
     for c in range(C):
         xhat = (x[r, c] - m) * s
         dx[r, c] = s * (dout[r, c] * gamma[c] - g_mean - xhat * gx_mean)

@@ -1,0 +1,30 @@
+"""Vectorisable float32 math for the kernels: LLVM cannot vectorise calls to libm's scalar exp
+without SVML, and exp was about half of the attention forward and most of the cross-entropy.
+
+Note for development: Numba's on-disk cache does not notice edits to helpers imported from another
+file; after changing this file, delete the cache (`__pycache__/*.nbi`, `*.nbc` or $NUMBA_CACHE_DIR).
+"""
+import numpy as np
+from numba import njit
+
+_F = np.float32
+_LOG2E, _LN2, _LOW = _F(1.4426950408889634), _F(0.6931471805599453), _F(-125.0)
+_C2, _C3, _C4, _C5, _C6, _C7 = (_F(1 / 2), _F(1 / 6), _F(1 / 24), _F(1 / 120), _F(1 / 720), _F(1 / 5040))
+_ONE, _HALF = _F(1.0), _F(0.5)
+
+
+@njit(inline="always", cache=True)
+def exp_shifted32(s, n, m, bits):
+    """s[j] = exp(s[j] - m) for j < n where s[j] <= m (float32, relative error ~2e-7).
+
+    2^k * e^(f ln2) with k an integer and |f| <= 1/2: a degree-7 polynomial for e^(f ln2), and 2^k
+    built in the exponent bits of `bits` (an int32 scratch of length >= n, viewed as float32)."""
+    scaled = bits.view(np.float32)
+    for j in range(n):
+        y = max((s[j] - m) * _LOG2E, _LOW)
+        k = np.floor(y + _HALF)
+        t = (y - k) * _LN2
+        s[j] = _ONE + t * (_ONE + t * (_C2 + t * (_C3 + t * (_C4 + t * (_C5 + t * (_C6 + t * _C7))))))
+        bits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
+    for j in range(n):
+        s[j] *= scaled[j]
