@@ -35,23 +35,14 @@ def keep_scale(key, i, p, scale):
 
 
 @njit(parallel=True, cache=True)
-def dropout_forward(out, x, key, p):
-    # x, out: (N, C); out = x * mask / (1 - p)
+def dropout_apply(out, x, key, p):
+    # x, out: (N, C); out = x * mask / (1 - p). Forward applies it to the input, backward to dout:
+    # the same mask both ways, since it is a function of (key, index)
     N, C = x.shape
     scale = 1.0 / (1.0 - p)
     for r in prange(N):
         for c in range(C):
             out[r, c] = x[r, c] * keep_scale(key, r * C + c, p, scale)
-
-
-@njit(parallel=True, cache=True)
-def dropout_backward(dx, dout, key, p):
-    # dx = dout * mask / (1 - p), the same mask as forward
-    N, C = dout.shape
-    scale = 1.0 / (1.0 - p)
-    for r in prange(N):
-        for c in range(C):
-            dx[r, c] = dout[r, c] * keep_scale(key, r * C + c, p, scale)
 
 
 def site_key(*parts):
@@ -75,18 +66,16 @@ class Dropout(Function):
     def __init__(self, p=0.0, key=0):
         self.p, self.key = float(p), int(key)
 
-    def forward(self, x):
-        out = self.buffer("out", x.shape, x.dtype)
+    def _apply(self, name, x):
+        out = self.buffer(name, x.shape, x.dtype)
         if self.p == 0.0:
             out[...] = x
         else:
-            dropout_forward(out, x, np.uint64(self.key), self.p)
+            dropout_apply(out, x, np.uint64(self.key), self.p)
         return out
 
+    def forward(self, x):
+        return self._apply("out", x)
+
     def backward(self, dout):
-        dx = self.buffer("dx", dout.shape, dout.dtype)
-        if self.p == 0.0:
-            dx[...] = dout
-        else:
-            dropout_backward(dx, dout, np.uint64(self.key), self.p)
-        return (dx,)
+        return (self._apply("dx", dout),)
