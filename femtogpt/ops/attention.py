@@ -20,8 +20,32 @@ from femtogpt.ops.dropout import kept
 from femtogpt.ops.fastmath import exp_shifted32
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True, fastmath={"contract"})
+def _softmax_row(P, pd, s, n, bh, i, T, key, p, keep, zero, bits, fast):
+    # P[bh, i, :n] = softmax(s[:n]); pd[:n] = dropout(P[bh, i, :n]); s is overwritten
+    m = s[0]
+    for j in range(1, n):
+        m = max(m, s[j])
+    if fast:
+        exp_shifted32(s, n, m, bits)
+    else:
+        for j in range(n):
+            s[j] = np.exp(s[j] - m)
+    tot = zero
+    for j in range(n):
+        tot += s[j]
+    inv = (keep / keep) / tot
+    for j in range(n):
+        pj = s[j] * inv
+        P[bh, i, j] = pj
+        if p > zero:
+            pj = pj * keep if kept(key, (bh * T + i) * T + j, p) else zero
+        pd[j] = pj
+
+
+@njit(cache=True, fastmath={"contract"})
 def _head_forward(out, P, qkv, bh, T, NH, hs, key, p, scale, fast):
+    # rows are done four at a time: each key and value loaded once serves four queries
     b, h = bh // NH, bh % NH
     C = NH * hs
     r0, qc, kc, vc = b * T, h * hs, C + h * hs, 2 * C + h * hs
@@ -33,45 +57,66 @@ def _head_forward(out, P, qkv, bh, T, NH, hs, key, p, scale, fast):
         for d in range(hs):
             kT[d, j] = qkv[r0 + j, kc + d]
             v[j, d] = qkv[r0 + j, vc + d]
-    s = np.empty(T, dt)
-    o = np.empty(hs, dt)
+    # separate allocations, so the compiler knows the four rows never alias
+    s0, s1, s2, s3 = np.empty(T, dt), np.empty(T, dt), np.empty(T, dt), np.empty(T, dt)
+    p0, p1, p2, p3 = np.zeros(T, dt), np.zeros(T, dt), np.zeros(T, dt), np.zeros(T, dt)
+    o0, o1, o2, o3 = np.empty(hs, dt), np.empty(hs, dt), np.empty(hs, dt), np.empty(hs, dt)
     bits = np.empty(T, np.int32)
-    one = scale / scale
-    keep = one / (one - p)
-    for i in range(T):
-        n = i + 1  # causal: keys 0..i
+    keep = (scale / scale) / ((scale / scale) - p)
+    for i0 in range(0, T, 4):
+        nb = min(4, T - i0)
+        n = i0 + nb  # keys 0..n-1 cover every row of the block
         for j in range(n):
-            s[j] = zero
+            s0[j] = zero
+            s1[j] = zero
+            s2[j] = zero
+            s3[j] = zero
         for d in range(hs):
-            qd = qkv[r0 + i, qc + d] * scale
+            q0 = qkv[r0 + i0, qc + d] * scale
+            q1 = qkv[r0 + i0 + 1, qc + d] * scale if nb > 1 else zero
+            q2 = qkv[r0 + i0 + 2, qc + d] * scale if nb > 2 else zero
+            q3 = qkv[r0 + i0 + 3, qc + d] * scale if nb > 3 else zero
             for j in range(n):
-                s[j] += qd * kT[d, j]
-        m = s[0]
-        for j in range(1, n):
-            m = max(m, s[j])
-        if fast:
-            exp_shifted32(s, n, m, bits)
-        else:
-            for j in range(n):
-                s[j] = np.exp(s[j] - m)
-        tot = zero
-        for j in range(n):
-            tot += s[j]
-        inv = one / tot
+                kv = kT[d, j]
+                s0[j] += q0 * kv
+                s1[j] += q1 * kv
+                s2[j] += q2 * kv
+                s3[j] += q3 * kv
+        # causal: row i0 + r sees keys 0..i0 + r; p_r stays 0 beyond (zeros from the start)
+        _softmax_row(P, p0, s0, i0 + 1, bh, i0, T, key, p, keep, zero, bits, fast)
+        if nb > 1:
+            _softmax_row(P, p1, s1, i0 + 2, bh, i0 + 1, T, key, p, keep, zero, bits, fast)
+        if nb > 2:
+            _softmax_row(P, p2, s2, i0 + 3, bh, i0 + 2, T, key, p, keep, zero, bits, fast)
+        if nb > 3:
+            _softmax_row(P, p3, s3, i0 + 4, bh, i0 + 3, T, key, p, keep, zero, bits, fast)
         for d in range(hs):
-            o[d] = zero
+            o0[d] = zero
+            o1[d] = zero
+            o2[d] = zero
+            o3[d] = zero
         for j in range(n):
-            pj = s[j] * inv
-            P[bh, i, j] = pj
-            if p > zero:
-                pj = pj * keep if kept(key, (bh * T + i) * T + j, p) else zero
+            w0, w1, w2, w3 = p0[j], p1[j], p2[j], p3[j]
             for d in range(hs):
-                o[d] += pj * v[j, d]
+                vj = v[j, d]
+                o0[d] += w0 * vj
+                o1[d] += w1 * vj
+                o2[d] += w2 * vj
+                o3[d] += w3 * vj
         for d in range(hs):
-            out[r0 + i, qc + d] = o[d]
+            out[r0 + i0, qc + d] = o0[d]
+        if nb > 1:
+            for d in range(hs):
+                out[r0 + i0 + 1, qc + d] = o1[d]
+        if nb > 2:
+            for d in range(hs):
+                out[r0 + i0 + 2, qc + d] = o2[d]
+        if nb > 3:
+            for d in range(hs):
+                out[r0 + i0 + 3, qc + d] = o3[d]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})
 def _head_backward(dqkv, dout, P, qkv, bh, T, NH, hs, key, p, scale):
     b, h = bh // NH, bh % NH
     C = NH * hs
