@@ -32,18 +32,29 @@ def sinusoidal_table(T, E, dtype=np.float32):
 
 
 class _Program:
-    """The Function instances of one forward pass shape (each owns its buffers)."""
+    """The Function instances of one forward pass shape (each owns its forward buffers).
+
+    Backward buffers are shared by layers of the same parity: layer l's gradients are consumed
+    before the backward reaches layer l - 2, so two sets serve every depth."""
 
     def __init__(self, T, L, H):
         self.embed, self.ln0 = Embedding(), LayerNorm()
-        self.qkv = [MatMul() for _ in range(L)]
-        self.attn = [CausalSelfAttention(T, H) for _ in range(L)]
-        self.proj = [MatMul() for _ in range(L)]
-        self.res_attn = [ResidualLayerNorm() for _ in range(L)]
-        self.ff1 = [MatMul() for _ in range(L)]
-        self.gelu = [BiasGelu() for _ in range(L)]
-        self.ff2 = [MatMul() for _ in range(L)]
-        self.res_ffn = [ResidualLayerNorm() for _ in range(L)]
+        stores = [{}, {}]
+
+        def per_layer(kind, make):
+            fns = [make() for _ in range(L)]
+            for l, fn in enumerate(fns):
+                fn.grad_store = stores[l % 2].setdefault(kind, {})
+            return fns
+
+        self.qkv = per_layer("qkv", MatMul)
+        self.attn = per_layer("attn", lambda: CausalSelfAttention(T, H))
+        self.proj = per_layer("proj", MatMul)
+        self.res_attn = per_layer("res_attn", ResidualLayerNorm)
+        self.ff1 = per_layer("ff1", MatMul)
+        self.gelu = per_layer("gelu", BiasGelu)
+        self.ff2 = per_layer("ff2", MatMul)
+        self.res_ffn = per_layer("res_ffn", ResidualLayerNorm)
         self.head, self.ce = MatMul(), CrossEntropy()
 
 

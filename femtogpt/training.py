@@ -29,8 +29,7 @@ def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0):
     """Forward, backward and one AdamW update; returns (loss, lr). Dropout masks are keyed by
     (seed, optimizer step). A non-finite loss or gradient raises NonFiniteLoss before updating."""
     params = model.params
-    params.grad.fill(0.0)
-    graph = Graph()
+    graph = Graph()  # backward writes every parameter's gradient (no zeroing needed)
     loss = model.loss(graph, ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70))
     graph.backward(loss)
     loss = float(loss.data)

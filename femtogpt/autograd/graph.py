@@ -1,24 +1,33 @@
 """The tape: a Graph records Function calls on Tensors and runs their backward in reverse order.
 
-Design for speed (no allocation per step): a Function instance owns its output and gradient buffers
-and reuses them while the shapes stay the same, so the model creates its Functions once and calls
-each of them once per pass. Backward returns one gradient array per input (or None); the Graph hands
-the first gradient of a tensor over by reference and adds later ones in place, so a tensor with a
-single consumer costs no copy. Parameters are leaf Tensors whose `.grad` is preset to a view of the
-flat gradient buffer: their gradients are always added in place (the caller zeroes that buffer).
+Design for speed and memory (no allocation per step):
+- A Function instance owns its forward buffers (outputs and what backward needs) and reuses them
+  while the shapes stay the same, so the model creates its Functions once and calls each of them
+  once per pass.
+- Backward buffers (input gradients and scratch) come from `grad_buffer`, a store that Functions of
+  different layers may share: a layer's gradients are dead once the backward has moved two layers
+  further down, so the model gives even and odd layers one store each instead of one per layer.
+- Backward returns one gradient array per input (or None). The Graph hands the first gradient of an
+  activation over by reference and adds later ones in place.
+- Parameters are leaf Tensors whose `.grad` is a view of the flat gradient buffer. For those the
+  Graph offers the view in `fn.grad_targets[i]`: a Function may write the gradient straight into
+  it (and return it), saving a parameter-sized buffer and a pass. A leaf's first gradient in a
+  pass overwrites, later ones add, and leaves that got none are zeroed at the end, so the caller
+  never needs to zero the buffer.
 Non-Tensor inputs (token ids, targets) are passed to forward as they are and get no gradient.
 """
 import numpy as np
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "name")
+    __slots__ = ("data", "grad", "requires_grad", "name", "is_leaf")
 
     def __init__(self, data, requires_grad=False, name=None, grad=None):
         self.data = data
         self.requires_grad = requires_grad
         self.name = name
         self.grad = grad
+        self.is_leaf = grad is not None  # a parameter: its gradient lives in a preset buffer
 
     @property
     def shape(self):
@@ -28,25 +37,42 @@ class Tensor:
         return f"Tensor({self.name or ''} shape={self.data.shape} dtype={self.data.dtype})"
 
 
+def _get_buffer(store, key, shape, dtype, zero):
+    buf = store.get(key)
+    if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+        buf = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+        store[key] = buf
+    elif zero:
+        buf.fill(0)
+    return buf
+
+
 class Function:
     """One op. Subclasses implement forward(*inputs) -> array and backward(dout) -> tuple of grads.
 
-    `needs_grad[i]` tells backward which inputs want a gradient (skip the work for the others).
-    backward must not modify `dout`; it returns arrays it owns (see `buffer`).
+    `needs_grad[i]` tells backward which inputs want a gradient (skip the work for the others);
+    `grad_targets[i]` is an array to write input i's gradient into, or None (see the module doc).
+    backward must not modify `dout`.
     """
 
     needs_grad = ()
+    grad_targets = ()
+    grad_store = None  # a dict shared with other Functions, or None for a private one
 
     def buffer(self, key, shape, dtype, zero=False):
-        # a persistent scratch/output array per key, reallocated only when shape or dtype change
-        bufs = self.__dict__.setdefault("_buffers", {})
-        buf = bufs.get(key)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
-            bufs[key] = buf
-        elif zero:
-            buf.fill(0)
-        return buf
+        """A persistent forward array per key, reallocated only when shape or dtype change."""
+        return _get_buffer(self.__dict__.setdefault("_buffers", {}), key, shape, dtype, zero)
+
+    def grad_buffer(self, key, shape, dtype, zero=False):
+        """A backward array per key, from the (possibly shared) gradient store."""
+        if self.grad_store is None:
+            self.grad_store = {}
+        return _get_buffer(self.grad_store, key, shape, dtype, zero)
+
+    def grad_target(self, i, key, shape, dtype):
+        """Where to write input i's gradient: the parameter's own buffer if offered, else ours."""
+        target = self.grad_targets[i] if i < len(self.grad_targets) else None
+        return target if target is not None else self.grad_buffer(key, shape, dtype)
 
     def forward(self, *inputs):
         raise NotImplementedError
@@ -73,16 +99,31 @@ class Graph:
 
     def backward(self, loss, dloss=None):
         loss.grad = np.ones_like(loss.data) if dloss is None else dloss
+        leaves = {id(t): t for _, inputs, _ in self.tape for t in inputs
+                  if isinstance(t, Tensor) and t.requires_grad and t.is_leaf}
+        written = set()  # leaves whose gradient buffer holds this pass's gradient
         for fn, inputs, out in reversed(self.tape):
             if out.grad is None:
                 continue
+            fn.grad_targets = [t.grad if isinstance(t, Tensor) and t.is_leaf and id(t) not in written
+                               else None for t in inputs]
             grads = fn.backward(out.grad)
+            fn.grad_targets = ()
             for t, g in zip(inputs, grads):
                 if g is None or not isinstance(t, Tensor) or not t.requires_grad:
                     continue
-                if t.grad is None:
+                if t.is_leaf:
+                    if id(t) in written:
+                        t.grad += g
+                    elif g is not t.grad:
+                        t.grad[...] = g  # first gradient of this pass overwrites
+                    written.add(id(t))
+                elif t.grad is None:
                     t.grad = g  # first gradient: hand over the Function's buffer, no copy
                 else:
                     t.grad += g
             out.grad = None  # activations' gradients are not kept past their use
+        for key, t in leaves.items():
+            if key not in written:
+                t.grad[...] = 0.0
         self.tape.clear()

@@ -209,7 +209,7 @@ class CausalSelfAttention(Function):
         return out
 
     def backward(self, dout):
-        dqkv = self.buffer("dqkv", self.qkv.shape, dout.dtype)
+        dqkv = self.grad_buffer("dqkv", self.qkv.shape, dout.dtype)
         p, scale = self._scalars(dout.dtype)
         attention_backward(dqkv, dout, self.P, self.qkv, self.T, self.NH, np.uint64(self.key), p, scale)
         return (dqkv,)

@@ -85,10 +85,10 @@ class CrossEntropy(Function):
     def backward(self, dout):
         N, V = self.probs.shape
         dt = self.probs.dtype
-        dlogits = self.buffer("dlogits", (N, V), dt)
-        part = self.buffer("part", (num_chunks(N), V), dt)
+        dlogits = self.grad_buffer("dlogits", (N, V), dt)
+        part = self.grad_buffer("part", (num_chunks(N), V), dt)
         cross_entropy_backward(dlogits, part, self.probs, self.targets, float(dout) / self.count,
                                ROW_CHUNK)
-        dbias = self.buffer("dbias", (V,), dt)
+        dbias = self.grad_target(1, "dbias", (V,), dt)
         sum_partials(dbias, part)
         return dlogits, dbias, None

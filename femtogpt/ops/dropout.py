@@ -66,8 +66,8 @@ class Dropout(Function):
     def __init__(self, p=0.0, key=0):
         self.p, self.key = float(p), int(key)
 
-    def _apply(self, name, x):
-        out = self.buffer(name, x.shape, x.dtype)
+    def _apply(self, name, x, buffer):
+        out = buffer(name, x.shape, x.dtype)
         if self.p == 0.0:
             out[...] = x
         else:
@@ -75,7 +75,7 @@ class Dropout(Function):
         return out
 
     def forward(self, x):
-        return self._apply("out", x)
+        return self._apply("out", x, self.buffer)
 
     def backward(self, dout):
-        return (self._apply("dx", dout),)
+        return (self._apply("dx", dout, self.grad_buffer),)

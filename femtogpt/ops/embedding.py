@@ -54,6 +54,6 @@ class Embedding(Function):
         return out
 
     def backward(self, dout):
-        dtable = self.buffer("dtable", (self.V, dout.shape[1]), dout.dtype)
+        dtable = self.grad_target(1, "dtable", (self.V, dout.shape[1]), dout.dtype)
         embedding_backward(dtable, dout, self.ids, _COLS)
         return None, dtable, None

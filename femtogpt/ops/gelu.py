@@ -92,9 +92,9 @@ class BiasGelu(Function):
 
     def backward(self, dout):
         N, C = dout.shape
-        dh = self.buffer("dh", (N, C), dout.dtype)
-        part = self.buffer("part", (num_chunks(N), C), dout.dtype)
+        dh = self.grad_buffer("dh", (N, C), dout.dtype)
+        part = self.grad_buffer("part", (num_chunks(N), C), dout.dtype)
         bias_gelu_backward(dh, part, dout, self.h, self.bias, dout.dtype == np.float32, ROW_CHUNK)
-        dbias = self.buffer("dbias", (C,), dout.dtype)
+        dbias = self.grad_target(1, "dbias", (C,), dout.dtype)
         sum_partials(dbias, part)
         return dh, dbias

@@ -127,11 +127,11 @@ class LayerNorm(Function):
     def backward(self, dout):
         N, C = dout.shape
         dt = dout.dtype
-        dx = self.buffer("dx", (N, C), dt)
-        pg = self.buffer("pg", (num_chunks(N), C), dt)
-        pb = self.buffer("pb", (num_chunks(N), C), dt)
+        dx = self.grad_buffer("dx", (N, C), dt)
+        pg = self.grad_buffer("pg", (num_chunks(N), C), dt)
+        pb = self.grad_buffer("pb", (num_chunks(N), C), dt)
         layernorm_backward(dx, pg, pb, dout, self.x, self.mean, self.rstd, self.gamma, ROW_CHUNK)
-        dgamma, dbeta = self.buffer("dgamma", (C,), dt), self.buffer("dbeta", (C,), dt)
+        dgamma, dbeta = self.grad_target(1, "dgamma", (C,), dt), self.grad_target(2, "dbeta", (C,), dt)
         sum_partials(dgamma, pg)
         sum_partials(dbeta, pb)
         return dx, dgamma, dbeta
@@ -157,11 +157,11 @@ class ResidualLayerNorm(Function):
     def backward(self, dout):
         N, C = dout.shape
         dt = dout.dtype
-        da, db = self.buffer("da", (N, C), dt), self.buffer("db", (N, C), dt)
-        parts = [self.buffer(k, (num_chunks(N), C), dt) for k in ("pg", "pb", "pbias")]
+        da, db = self.grad_buffer("da", (N, C), dt), self.grad_buffer("db", (N, C), dt)
+        parts = [self.grad_buffer(k, (num_chunks(N), C), dt) for k in ("pg", "pb", "pbias")]
         residual_layernorm_backward(da, db, *parts, dout, self.resid, self.mean, self.rstd,
                                     self.gamma, np.uint64(self.key), self.p, ROW_CHUNK)
-        grads = [self.buffer(k, (C,), dt) for k in ("dgamma", "dbeta", "dbias")]
+        grads = [self.grad_target(i, k, (C,), dt) for i, k in ((3, "dgamma"), (4, "dbeta"), (2, "dbias"))]
         for g, part in zip(grads, parts):
             sum_partials(g, part)
         dgamma, dbeta, dbias = grads

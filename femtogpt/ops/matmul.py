@@ -72,13 +72,13 @@ class MatMul(Function):
         need_x, need_w = self.needs_grad[0], self.needs_grad[1]
         dx = dw = db = None
         if need_x:
-            dx = self.buffer("dx", self.x.shape, dout.dtype)
+            dx = self.grad_buffer("dx", self.x.shape, dout.dtype)
             gemm(dout, self.w.T, dx)  # (N, M) @ (M, K)
         if need_w:
-            dw = self.buffer("dw", self.w.shape, dout.dtype)
+            dw = self.grad_target(1, "dw", self.w.shape, dout.dtype)
             gemm(self.x.T, dout, dw)  # (K, N) @ (N, M)
         if self.has_bias and self.needs_grad[2]:
-            db = self.buffer("db", (dout.shape[1],), dout.dtype)
-            scratch = self.buffer("db_part", (num_chunks(dout.shape[0]), dout.shape[1]), dout.dtype)
+            db = self.grad_target(2, "db", (dout.shape[1],), dout.dtype)
+            scratch = self.grad_buffer("db_part", (num_chunks(dout.shape[0]), dout.shape[1]), dout.dtype)
             column_sum(db, dout, scratch)
         return dx, dw, db
