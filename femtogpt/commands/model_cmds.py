@@ -66,10 +66,13 @@ def build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserv
             raise UserError("--tokenizer char needs --tokenizer-data (a text file or directory)")
         tokenizer_data = "dataset.txt"  # the reference's default
     try:
-        return build_tokenizer(tokenizer, tokenizer_data, case_insensitive=not case_sensitive,
-                               reserve_tokens=reserve_tokens, max_vocab=max_vocab)
+        tok = build_tokenizer(tokenizer, tokenizer_data, case_insensitive=not case_sensitive,
+                              reserve_tokens=reserve_tokens, max_vocab=max_vocab)
     except TokenizerError as exc:
         raise UserError(str(exc)) from None
+    for note in tok.notes:  # e.g. characters dropped by --max-vocab
+        click.echo(f"note: {note}", err=True)
+    return tok
 
 
 def check_new_file(path, force):
