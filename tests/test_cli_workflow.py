@@ -275,3 +275,16 @@ def test_demo_runs_end_to_end(workdir):
     assert "Trained" in out and "Samples" in out
     mf = load_model_file(Path("d/model.dat"))
     assert mf.optimizer["step"] > 0 and Path("d/dataset.txt").stat().st_size > 10_000
+
+
+def test_train_on_a_directory_and_with_reset_optimizer(workdir):
+    init_model()
+    Path("texts").mkdir()
+    Path("texts/a.txt").write_text(generate_text("simple_dummy", 100, seed=2))
+    Path("texts/b.txt").write_text(generate_text("simple_dummy", 100, seed=3))
+    run("train", "--dataset", "texts", "--steps", "2", "--batch-size", "2")
+    run("train", "--dataset", "texts", "--steps", "1", "--batch-size", "2", "--reset-optimizer")
+    mf = load_model_file(Path("model.dat"))
+    assert mf.optimizer["step"] == 1  # warm-up restarted
+    assert [log["kind"] for log in mf.logs].count("ResetOptimizer") == 1
+    assert mf.logs[-2]["kind"] == "TrainSession" and mf.logs[-2]["dataset"] == "texts"
