@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 CONFIGS = {  # name: (vocab, num_tokens, embedding, layers, heads), as torch_ref.py
     "tiny": (128, 64, 64, 4, 4),

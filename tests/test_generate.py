@@ -5,29 +5,16 @@ import numba
 import numpy as np
 import pytest
 
-from femtogpt.config import Hyperparameters
 from femtogpt.generate import Generator, generate, sample_next
-from femtogpt.model import GPT
-from femtogpt.params import Parameters
+from tests.models import make_test_model
 
 V, T = 13, 6
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
 def make_model(dtype=np.float64, pos_enc="absolute", seed=0, **kw):
-    hp = Hyperparameters(**{"vocab_size": V, "num_tokens": T, "embedding_degree": 8, "num_layers": 2,
-                            "num_heads": 2, "pos_enc": pos_enc, **kw})
-    model = GPT(hp, Parameters(hp, dtype).init_reference(seed))
-    # the reference init (gains ~0.02) gives logits ~0 everywhere; gains ~1 make the test bite
-    rng = np.random.default_rng(seed)
-    for name, view in model.params.named().items():
-        if name.endswith("_coeff"):
-            view[...] = 1.0 + 0.3 * rng.standard_normal(view.shape)
-        elif name.endswith("_bias"):
-            view[...] = 0.1 * rng.standard_normal(view.shape)
-        else:
-            view *= 20.0
-    return model
+    return make_test_model(dtype, seed, **{"vocab_size": V, "num_tokens": T, "num_layers": 2,
+                                           "pos_enc": pos_enc, **kw})
 
 
 def full_last(model, window):

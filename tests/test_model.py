@@ -15,22 +15,11 @@ from femtogpt.optim import AdamW
 from femtogpt.params import Parameters, reference_names
 from femtogpt.training import sample_batch, train_step
 from tests.gradcheck import numeric_grad
+from tests.models import make_test_model
 
 
 def make_model(dtype=np.float64, seed=0, **kw):
-    hp = Hyperparameters(**{"vocab_size": 11, "num_tokens": 4, "embedding_degree": 8,
-                            "num_layers": 1, "num_heads": 2, "pos_enc": "none", **kw})
-    model = GPT(hp, Parameters(hp, dtype).init_reference(seed))
-    # gains N(0, 0.02) make every gradient tiny; gains near 1 make the check discriminating
-    rng = np.random.default_rng(seed)
-    for name, view in model.params.named().items():
-        if name.endswith("_coeff"):
-            view[...] = 1.0 + 0.3 * rng.standard_normal(view.shape)
-        elif name.endswith("_bias"):
-            view[...] = 0.1 * rng.standard_normal(view.shape)
-        else:
-            view *= 20.0
-    return model
+    return make_test_model(dtype, seed, **kw)
 
 
 @pytest.mark.parametrize("hp", [

@@ -4,7 +4,6 @@ forward: out[b*T + t] = table[ids[b, t]] + pe[t] (pe: (T, C) or an empty (0, C) 
 backward: dtable[v] = sum of dout rows whose id is v. Parallel over column blocks, each block walking
 the rows in order, so repeated ids never race and the sum order is fixed.
 """
-import numpy as np
 from numba import njit, prange
 
 from femtogpt.autograd import Function
