@@ -56,6 +56,12 @@ class _Program:
         self.ff2 = per_layer("ff2", MatMul)
         self.res_ffn = per_layer("res_ffn", ResidualLayerNorm)
         self.head, self.ce = MatMul(), CrossEntropy()
+        # proj and ff2 outputs are read once, by the residual LayerNorm's forward: one buffer each
+        proj_out, ff2_out = {}, {}
+        for fn in self.proj:
+            fn.forward_store = proj_out
+        for fn in self.ff2:
+            fn.forward_store = ff2_out
 
 
 class GPT:

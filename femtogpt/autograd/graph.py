@@ -4,6 +4,9 @@ Design for speed and memory (no allocation per step):
 - A Function instance owns its forward buffers (outputs and what backward needs) and reuses them
   while the shapes stay the same, so the model creates its Functions once and calls each of them
   once per pass.
+- An output that backward never reads (the attention projection and the second FFN product, which
+  the residual LayerNorm consumes and keeps its own sum of) may live in a `forward_store` shared by
+  all layers.
 - Backward buffers (input gradients and scratch) come from `grad_buffer`, a store that Functions of
   different layers may share: a layer's gradients are dead once the backward has moved two layers
   further down, so the model gives even and odd layers one store each instead of one per layer.
@@ -58,10 +61,12 @@ class Function:
     needs_grad = ()
     grad_targets = ()
     grad_store = None  # a dict shared with other Functions, or None for a private one
+    forward_store = None  # likewise for forward arrays: only for outputs dead once consumed
 
     def buffer(self, key, shape, dtype, zero=False):
         """A persistent forward array per key, reallocated only when shape or dtype change."""
-        return _get_buffer(self.__dict__.setdefault("_buffers", {}), key, shape, dtype, zero)
+        store = self.forward_store if self.forward_store is not None else self.__dict__.setdefault("_buffers", {})
+        return _get_buffer(store, key, shape, dtype, zero)
 
     def grad_buffer(self, key, shape, dtype, zero=False):
         """A backward array per key, from the (possibly shared) gradient store."""
