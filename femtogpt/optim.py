@@ -7,6 +7,8 @@ The update is elementwise, so any thread count gives the same bits.
 import numpy as np
 from numba import njit, prange
 
+from femtogpt.threads import serial_if_small
+
 _CHUNK = 1 << 14
 
 
@@ -40,7 +42,9 @@ class AdamW:
         lr = c.learning_rate(self.step) if lr is None else lr
         t = self.step + 1
         f = self.params.data.dtype.type  # scalars in the parameters' precision, as the reference (f32)
-        adamw_update(self.params.data, self.params.grad, self.m, self.v, f(lr), f(c.beta1), f(c.beta2),
-                     f(c.eps), f(c.weight_decay), f(1.0 - c.beta1 ** t), f(1.0 - c.beta2 ** t), _CHUNK)
+        with serial_if_small(self.params.size):
+            adamw_update(self.params.data, self.params.grad, self.m, self.v, f(lr), f(c.beta1),
+                         f(c.beta2), f(c.eps), f(c.weight_decay), f(1.0 - c.beta1 ** t),
+                         f(1.0 - c.beta2 ** t), _CHUNK)
         self.step += 1
         return lr

@@ -18,8 +18,12 @@ Design for speed and memory (no allocation per step):
   pass overwrites, later ones add, and leaves that got none are zeroed at the end, so the caller
   never needs to zero the buffer.
 Non-Tensor inputs (token ids, targets) are passed to forward as they are and get no gradient.
+
+Small ops run their kernels on one thread (see femtogpt/threads.py); this changes speed only.
 """
 import numpy as np
+
+from femtogpt.threads import Threads
 
 
 class Tensor:
@@ -97,7 +101,12 @@ class Graph:
         arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
         needs = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
         fn.needs_grad = needs
-        out = Tensor(fn.forward(*arrays), requires_grad=any(needs))
+        threads = Threads()
+        threads.set_for(max((a.size for a in arrays if isinstance(a, np.ndarray)), default=0))
+        try:
+            out = Tensor(fn.forward(*arrays), requires_grad=any(needs))
+        finally:
+            threads.restore()
         if out.requires_grad and self.record:
             self.tape.append((fn, inputs, out))
         return out
@@ -107,11 +116,21 @@ class Graph:
         leaves = {id(t): t for _, inputs, _ in self.tape for t in inputs
                   if isinstance(t, Tensor) and t.requires_grad and t.is_leaf}
         written = set()  # leaves whose gradient buffer holds this pass's gradient
+        threads = Threads()
+        try:
+            self._backward(leaves, written, threads)
+        finally:
+            threads.restore()
+        self.tape.clear()
+
+    def _backward(self, leaves, written, threads):
         for fn, inputs, out in reversed(self.tape):
             if out.grad is None:
                 continue
             fn.grad_targets = [t.grad if isinstance(t, Tensor) and t.is_leaf and id(t) not in written
                                else None for t in inputs]
+            threads.set_for(max(np.size(out.grad), max((np.size(t.data) for t in inputs
+                                                         if isinstance(t, Tensor)), default=0)))
             grads = fn.backward(out.grad)
             fn.grad_targets = ()
             for t, g in zip(inputs, grads):
@@ -131,4 +150,3 @@ class Graph:
         for key, t in leaves.items():
             if key not in written:
                 t.grad[...] = 0.0
-        self.tape.clear()
