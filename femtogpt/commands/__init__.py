@@ -6,7 +6,7 @@ not load NumPy, Numba or the tokenizers. Command bodies import what they need.
 import importlib
 
 # modules that exist are registered; each is imported at start-up, so keep them light
-_NAMES = ("model_cmds", "tokenizer_cmds", "growth_cmds", "data_cmds", "bench_cmds", "score_cmds")
+_NAMES = ("model_cmds", "tokenizer_cmds", "growth_cmds", "data_cmds", "bench_cmds", "score_cmds", "fork_cmds")
 COMMAND_MODULES = []
 for _name in _NAMES:
     try:

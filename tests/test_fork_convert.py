@@ -1,0 +1,69 @@
+"""Importing the fork's own model files: weights, moments, token ids and logs survive, and the
+imported model computes the fork's logits through its own tokenizer."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from femtogpt.checkpoint import load_model_file
+from femtogpt.cli import cli
+from femtogpt.fork_import import read_fork_model
+from femtogpt.session import load
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "fork"
+pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fork fixtures not found at {FIXTURES}")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("name", ["tiny_more", "tiny_abs", "tiny_inserted", "tiny_bpe_child"])
+def test_import_keeps_weights_logs_and_logits(tmp_path, name):
+    out = tmp_path / f"{name}.model"
+    result = run("import-fork", FIXTURES / f"{name}.dat", out)
+    assert result.exit_code == 0, result.output
+    fork = read_fork_model(FIXTURES / f"{name}.dat")
+    mf = load_model_file(out)
+    for tensor, value in fork.tensors.items():
+        np.testing.assert_array_equal(mf.tensors[tensor], value)
+    assert [log["id"] for log in mf.logs] == [log["id"] for log in fork.logs]
+    fork_losses = [np.float32(log["avg_loss"]) for log in fork.logs if log["kind"] == "TrainStep"]
+    assert [np.float32(log["loss"]) for log in mf.logs if log["kind"] == "TrainStep"] == fork_losses
+    if fork.optimizer_state:
+        assert mf.optimizer["step"] == fork.optimizer_step
+        np.testing.assert_array_equal(mf.optimizer["m"]["proj_0_weights"],
+                                      fork.optimizer_state["proj_0_weights_m"])
+    else:
+        assert mf.optimizer is None
+    session = load(out)
+    for token_id, raw in fork.tokens.items():
+        assert session.tokenizer.token_str(token_id) == raw.decode()
+    expected = json.loads((FIXTURES / f"expected_logits_{name}.json").read_text())
+    logits = session.model.logits(np.array([expected["input_ids"]]))[0]
+    np.testing.assert_allclose(logits, np.array(expected["logits"], np.float32), atol=1e-4)
+
+
+def test_imported_char_model_encodes_the_text_as_the_fork(tmp_path):
+    run("import-fork", FIXTURES / "tiny_more.dat", tmp_path / "m.model")
+    session = load(tmp_path / "m.model")
+    expected = json.loads((FIXTURES / "expected_logits_tiny_more.json").read_text())
+    text = (FIXTURES / "dataset.txt").read_text()
+    assert list(session.tokenizer.encode(text)[:17]) == expected["token_ids_17"]
+
+
+def test_imported_models_keep_their_lineage(tmp_path):
+    for name in ("tiny_more", "tiny_inserted"):
+        run("import-fork", FIXTURES / f"{name}.dat", tmp_path / f"{name}.model")
+    out = run("compare", tmp_path / "tiny_inserted.model", tmp_path / "tiny_more.model", "--limit", "1").output
+    assert "unrelated" not in out
+
+
+def test_bad_fork_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.dat"
+    bad.write_bytes((FIXTURES / "tiny_more.dat").read_bytes()[:1000])
+    result = run("import-fork", bad, tmp_path / "x.model")
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and "bad.dat" in result.output
+    assert not (tmp_path / "x.model").exists()
