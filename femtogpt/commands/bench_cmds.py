@@ -34,7 +34,7 @@ def bench(configs, steps, threads, with_torch, torch_script, out):
             raise UserError("--torch needs PyTorch: pip install torch==2.13.0") from None
 
     click.echo(f"{'config':7s} {'params':>10s} {'s/step':>8s} {'fwd':>7s} {'bwd':>7s} {'opt':>7s} "
-               f"{'tok/s':>8s} {'RSS MB':>7s} {'gen kv/full tok/s':>18s} {'1st loss':>8s}"
+               f"{'tok/s':>8s} {'RSS MB':>7s} {'gen kv/full tok/s':>18s} {'1st loss (ln V)':>16s}"
                + ("   torch s/step  ratio  torch RSS" if script else "") + "   fork ratio")
 
     def show(name, entry):
@@ -42,7 +42,7 @@ def bench(configs, steps, threads, with_torch, torch_script, out):
         line = (f"{name:7s} {r['params']:>10,} {r['step_s_median']:8.4f} {r['fwd_s_median']:7.4f} "
                 f"{r['bwd_s_median']:7.4f} {r['opt_s_median']:7.4f} {r['tokens_per_s']:8,.0f} "
                 f"{r['peak_rss_mb']:7.0f} {r['gen_kv_tokens_per_s']:8.0f}/{r['gen_full_forward_tokens_per_s']:<8.0f}"
-                f"  {r['first_loss']:7.4f}")
+                f"  {r['first_loss']:7.4f} ({r['expected_initial_loss']:.4f})")
         if "torch" in entry:
             t = entry["torch"]
             line += (f"   {t['step_s_median']:11.4f} {r['step_s_median'] / t['step_s_median']:6.2f}x "
