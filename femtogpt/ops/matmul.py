@@ -45,15 +45,20 @@ def gemm(a, b, out):
         return out
     bounds = [N * i // parts for i in range(parts + 1)]
     blocks = [(bounds[i], bounds[i + 1]) for i in range(parts)]
-    workers = _workers()
-    if workers == 1:
-        for lo, hi in blocks:
+
+    def run(group):
+        for lo, hi in group:
             np.matmul(a[lo:hi], b, out=out[lo:hi])
+
+    workers = min(_workers(), parts)
+    groups = [blocks[w * parts // workers:(w + 1) * parts // workers] for w in range(workers)]
+    if workers == 1:
+        run(blocks)
         return out
-    if _pool is None or _pool._max_workers != workers - 1:
+    if _pool is None or _pool._max_workers < workers - 1:
         _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="femtogpt-gemm")
-    futures = [_pool.submit(np.matmul, a[lo:hi], b, out=out[lo:hi]) for lo, hi in blocks[1:]]
-    np.matmul(a[blocks[0][0]:blocks[0][1]], b, out=out[blocks[0][0]:blocks[0][1]])
+    futures = [_pool.submit(run, group) for group in groups[1:]]
+    run(groups[0])  # the calling thread takes the first share
     for f in futures:
         f.result()
     return out
