@@ -9,20 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from femtogpt.checkpoint import load_model_file
-from femtogpt.cli import cli
 from femtogpt.dummy import generate_text
+from tests.cli import run
 
 SMALL = ["--num-tokens", "8", "--embedding-degree", "16", "--num-layers", "1", "--num-heads", "2"]
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture

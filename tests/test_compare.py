@@ -18,18 +18,6 @@ from femtogpt.surgery import init_with, insert_layer
 from femtogpt.tokenizer import build_tokenizer, from_token_list
 from femtogpt.trainer import TrainOptions, run_training
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is fastest, and on a busy machine extra threads only wait for a
-    core. The kernels give the same bits at any thread count."""
-    import numba
-
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
-
-
 HP = Hyperparameters(vocab_size=101, num_tokens=8, embedding_degree=16, num_layers=2, num_heads=2,
                      pos_enc="none")
 TEXT = generate_text("simple_dummy", 300, seed=2)

@@ -4,10 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from femtogpt.checkpoint import load_model_file
-from femtogpt.cli import cli
 from femtogpt.config import Hyperparameters, OptimizerConfig
 from femtogpt.dummy import generate_text
 from femtogpt.params import reference_names
@@ -16,18 +14,7 @@ from femtogpt.surgery import (VOCAB_TENSORS, init_with, insert_layer, insert_mov
                               rename_layer)
 from femtogpt.tokenizer import build_tokenizer, from_token_list
 from femtogpt.training import sample_batch, train_step
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is fastest, and on a busy machine extra threads only wait for a
-    core. The kernels give the same bits at any thread count."""
-    import numba
-
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
-
+from tests.cli import run
 
 HP = Hyperparameters(vocab_size=101, num_tokens=8, embedding_degree=16, num_layers=3, num_heads=2,
                      pos_enc="none")
@@ -202,11 +189,6 @@ def test_insert_layer_rejects_bad_index_and_init():
 
 # ------------------------------------------------------------------------------------ CLI
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture
