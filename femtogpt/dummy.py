@@ -3,9 +3,17 @@
 simple_dummy: words alternating consonant/vowel; addition_dummy: "a + b = c;" lines;
 simple_dummy2: copy/shift actions on random strings; simple_sequence: a periodic letter/delimiter
 string; simple_sequence2: interleaved cycles with a little noise. Each takes a size in its own unit
-(words, lines, attempts, groups) defaulting to the reference's count, and a `random.Random`.
+(words, lines, attempts, groups) defaulting to the reference's count, and a `random.Random`; the
+distributions are the reference scripts' (checked against their source), only seeded.
+
+`generate_text` returns the dataset without the final newline; `file_text` returns exactly what
+the reference script prints (its print() adds "\n", except simple_sequence's `end=""`).
+`mask` is the reference's unused mask.py done right (it forgot to import random). The scripts in
+dummy_data/ are thin wrappers over `script_main`. What the models are scored on is in scoring.py.
 """
+import argparse
 import random
+import sys
 
 VOWELS, CONSONANTS = "aeiou", "bcdfghjk"
 
@@ -68,17 +76,29 @@ def simple_dummy2(size=50_000, rng=None):
     return "\n".join(lines)
 
 
+SEQ_CHARS, SEQ_DELIMS = "abcdefgh", "@#$%^"
+
+
+def sequence_group(i):
+    """Group i of simple_sequence: its letter and its delimiter twice, e.g. 'c$$' for i = 2."""
+    return SEQ_CHARS[i % len(SEQ_CHARS)] + SEQ_DELIMS[i % len(SEQ_DELIMS)] * 2
+
+
 def simple_sequence(size=2000, rng=None):
-    """`size` groups letter + delimiter twice: 'a@@b##c$$d%%e^^f@@...'; deterministic."""
-    chars, delims = "abcdefgh", "@#$%^"
-    return "".join(chars[i % 8] + delims[i % 5] * 2 for i in range(size))
+    """`size` groups letter + delimiter twice: 'a@@b##c$$d%%e^^f@@...'; deterministic (rng unused).
+    The period is lcm(8, 5) = 40 groups, so the default 2,000 groups are 50 copies of one cycle."""
+    return "".join(sequence_group(i) for i in range(size))
 
 
 SEQ2_PARTS = ("abc", "defg", "hijkl", "mnopqrs", "tuvwxyz0123")
 SEQ2_NOISE_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ;\n"
 
 
+SEQ2_PERIOD = 3 * 4 * 5 * 7 * 11  # 4620 lines before the first repeat (the lengths are coprime)
+
+
 def sequence2_line(i):
+    """Line i of simple_sequence2 without noise, newline included: e.g. 'adhmmt;\n' for i = 0."""
     s1, s2, s3, s4, s5 = SEQ2_PARTS
     return s1[i % 3] + s2[i % 4] + s3[i % 5] + s4[i % 7] * 2 + s5[i % 11] + ";\n"
 
@@ -88,9 +108,18 @@ def simple_sequence2(size=2000, rng=None, noise=True):
     character is replaced with probability 0.002 by one of 64 characters."""
     rng = rng or random.Random()
     text = "".join(sequence2_line(i) for i in range(size))
-    if noise:
+    if noise:  # the reference keeps c when random() > 0.002; one draw per character
         text = "".join(rng.choice(SEQ2_NOISE_CHARS) if rng.random() < 0.002 else c for c in text)
     return text
+
+
+def mask(text, rate=0.001, replacement="x", rng=None):
+    """Each character replaced by `replacement` with probability `rate` (mask.py, done right:
+    seeded, `random` imported, the rate checked)."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be in [0, 1], got {rate}")
+    rng = rng or random.Random()
+    return "".join(replacement if rng.random() < rate else c for c in text)
 
 
 GENERATORS = {
@@ -102,7 +131,53 @@ GENERATORS = {
 }
 
 
-def generate_text(name, size=None, seed=None):
+UNITS = {"simple_dummy": "words", "addition_dummy": "lines", "simple_dummy2": "attempts",
+         "simple_sequence": "groups", "simple_sequence2": "lines"}
+DEFAULT_SIZES = {"simple_dummy": 8000, "addition_dummy": 8000, "simple_dummy2": 50_000,
+                 "simple_sequence": 2000, "simple_sequence2": 2000}
+# what the reference's print() appends after the dataset
+TRAILERS = {"simple_dummy": "\n", "addition_dummy": "\n", "simple_dummy2": "\n",
+            "simple_sequence": "", "simple_sequence2": "\n"}
+
+
+def generate_text(name, size=None, seed=None, **options):
+    """The dataset `name` (size in the generator's unit, None: the reference's count), seeded by
+    `seed` (None: random), without the final newline the reference's print() adds. options: e.g.
+    noise=False for simple_sequence2 (its answers)."""
+    if name not in GENERATORS:
+        raise ValueError(f"unknown generator {name!r}; choose from {', '.join(GENERATORS)}")
     fn = GENERATORS[name]
     rng = random.Random(seed)
-    return fn(rng=rng) if size is None else fn(size, rng=rng)
+    return fn(DEFAULT_SIZES[name] if size is None else size, rng=rng, **options)
+
+
+def file_text(name, size=None, seed=None, **options):
+    """Exactly what the reference script writes to stdout (generate_text + its trailer)."""
+    return generate_text(name, size, seed, **options) + TRAILERS[name]
+
+
+def script_main(name, argv=None):
+    """The command line of dummy_data/<name>.py: --seed, --size, --out (stdout by default)."""
+    parser = argparse.ArgumentParser(
+        prog=f"{name}.py", description=f"Write the fork's {name} toy dataset (reference §7).")
+    parser.add_argument("--seed", type=int, default=None, help="seed [default: random, as the reference]")
+    parser.add_argument("--size", type=int, default=None,
+                        help=f"number of {UNITS[name]} [default: {DEFAULT_SIZES[name]}]")
+    parser.add_argument("--out", default=None, help="output file [default: stdout]")
+    if name == "simple_sequence2":
+        parser.add_argument("--no-noise", action="store_true",
+                            help="no random replacements (the reference's dump(noise=False): the answers)")
+    args = parser.parse_args(argv)
+    if args.size is not None and args.size < 1:
+        parser.error(f"--size must be at least 1, got {args.size}")
+    options = {"noise": False} if getattr(args, "no_noise", False) else {}
+    write_output(file_text(name, args.size, args.seed, **options), args.out)
+
+
+def write_output(text, out):
+    if out is None or out == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)

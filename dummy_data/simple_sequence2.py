@@ -1,0 +1,16 @@
+"""simple_sequence2: 2,000 lines of interleaved cycles with 0.2% noise; --no-noise for answers (reference §7.5).
+
+    python dummy_data/simple_sequence2.py [--seed N] [--size N] [--out FILE] > dataset.txt
+
+A thin wrapper over femtogpt.dummy (also: femtogpt dummy-data simple_sequence2). Runs from a checkout without
+installing: the repository root is put on sys.path.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from femtogpt.dummy import script_main  # noqa: E402
+
+if __name__ == "__main__":
+    script_main("simple_sequence2")

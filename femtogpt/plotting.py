@@ -1,0 +1,115 @@
+"""Loss-curve pictures (PNG) from model logs or from experiment series; matplotlib is optional.
+
+matplotlib is imported only inside `require_matplotlib`, with the Agg backend (no display needed);
+without it the caller gets PlotUnavailable with a one-line install hint. The x axis of a model's
+curve counts every trained step across sessions, so a run that inserted a layer (which restarts
+the optimizer's step) still reads left to right; layer insertions are drawn as dotted lines.
+"""
+
+INSTALL_HINT = "matplotlib is not installed: pip install 'femtogpt[plot]' (or pip install matplotlib)"
+
+
+class PlotUnavailable(RuntimeError):
+    pass
+
+
+def require_matplotlib():
+    """matplotlib.pyplot on the Agg backend, or PlotUnavailable with the install hint."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable(INSTALL_HINT) from None
+    return plt
+
+
+def have_matplotlib():
+    try:
+        require_matplotlib()
+    except PlotUnavailable:
+        return False
+    return True
+
+
+def curves_from_logs(logs):
+    """{"train": (x, loss), "val": (x, val_loss), "events": [(x, label)]} from a model's logs;
+    x = 1-based count of TrainStep entries so far (continuous across sessions and insertions)."""
+    tx, ty, vx, vy, events, n = [], [], [], [], [], 0
+    for log in logs:
+        kind = log.get("kind")
+        if kind == "TrainStep":
+            n += 1
+            tx.append(n)
+            ty.append(float(log["loss"]))
+        elif kind == "Eval":
+            vx.append(n)
+            vy.append(float(log["val_loss"]))
+        elif kind == "InsertLayer":
+            events.append((n, f"insert@{log.get('index', '?')}"))
+    return {"train": (tx, ty), "val": (vx, vy), "events": events}
+
+
+def smooth(values, window):
+    """Trailing moving average over `window` points (the first points average what exists)."""
+    if window <= 1 or not values:
+        return list(values)
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def plot_series(series, out, title=None, xlabel="step", ylabel="loss", events=(), hlines=()):
+    """Draw line series to a PNG. series: dicts with "x", "y", "label" and optionally "style"
+    (a matplotlib format such as "--"), "alpha", "color". events: (x, label) vertical dotted lines;
+    hlines: (y, label) horizontal reference lines (e.g. a fork's final loss)."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for s in series:
+        kw = {k: s[k] for k in ("alpha", "color", "linewidth") if k in s}
+        ax.plot(s["x"], s["y"], s.get("style", "-"), label=s.get("label"), **kw)
+    for x, label in events:
+        ax.axvline(x, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(label, (x, 1), xycoords=("data", "axes fraction"), fontsize=7, rotation=90,
+                    va="top", ha="right", color="grey")
+    for y, label in hlines:
+        ax.axhline(y, color="black", linestyle="--", linewidth=0.8)
+        ax.annotate(label, (0, y), xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if any(s.get("label") for s in series):
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_models(models, out, smooth_window=1, title=None):
+    """One PNG of the training (and validation) loss of each (label, logs) in `models`.
+    Returns the number of training steps drawn; raises ValueError if no model has any."""
+    series, events, total = [], [], 0
+    colors = [f"C{i}" for i in range(10)]
+    for i, (label, logs) in enumerate(models):
+        c = curves_from_logs(logs)
+        (tx, ty), (vx, vy) = c["train"], c["val"]
+        total += len(tx)
+        color = colors[i % len(colors)]
+        if tx:
+            series.append({"x": tx, "y": smooth(ty, smooth_window), "label": f"{label} train",
+                           "color": color})
+        if vx:
+            series.append({"x": vx, "y": vy, "style": "o--", "label": f"{label} validation",
+                           "color": color, "alpha": 0.8})
+        events += [(x, f"{label}: {e}" if len(models) > 1 else e) for x, e in c["events"]]
+    if total == 0:
+        raise ValueError("no training steps in the logs: nothing to plot")
+    plot_series(series, out, title=title, events=events)
+    return total
