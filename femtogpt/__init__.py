@@ -13,4 +13,9 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# Numba caches compiled kernels beside the sources; an install there may be read-only, where Numba
+# would refuse to cache at all. Then use the user's cache directory instead.
+if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.dirname(__file__), os.W_OK):
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(os.path.expanduser("~"), ".cache", "femtogpt", "numba")
+
 __version__ = "0.1.0"
