@@ -17,20 +17,13 @@ from numba import njit, prange
 
 from femtogpt.autograd import Function
 from femtogpt.ops.dropout import kept
-from femtogpt.ops.fastmath import exp_shifted32
+from femtogpt.ops.fastmath import exp_minus_max
 
 
 @njit(inline="always", cache=True, fastmath={"contract"})
 def _softmax_row(P, pd, s, n, bh, i, T, key, p, keep, zero, bits, fast):
     # P[bh, i, :n] = softmax(s[:n]); pd[:n] = dropout(P[bh, i, :n]); s is overwritten
-    m = s[0]
-    for j in range(1, n):
-        m = max(m, s[j])
-    if fast:
-        exp_shifted32(s, n, m, bits)
-    else:
-        for j in range(n):
-            s[j] = np.exp(s[j] - m)
+    exp_minus_max(s, n, bits, fast)
     tot = zero
     for j in range(n):
         tot += s[j]

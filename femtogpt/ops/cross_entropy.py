@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from femtogpt.autograd import Function
-from femtogpt.ops.fastmath import exp_shifted32
+from femtogpt.ops.fastmath import exp_minus_max
 from femtogpt.ops.reduce import ROW_CHUNK, num_chunks, sum_partials
 
 
@@ -20,15 +20,9 @@ def _rows_forward(losses, probs, logits, bias, targets, r0, r1, fast):
     bits = np.empty(V, np.int32)
     for r in range(r0, r1):
         row = probs[r]
-        m = logits[r, 0] + bias[0]
         for v in range(V):
             row[v] = logits[r, v] + bias[v]
-            m = max(m, row[v])
-        if fast:
-            exp_shifted32(row, V, m, bits)
-        else:
-            for v in range(V):
-                row[v] = np.exp(row[v] - m)
+        m = exp_minus_max(row, V, bits, fast)
         s = 0.0
         for v in range(V):
             s += row[v]

@@ -28,3 +28,17 @@ def exp_shifted32(s, n, m, bits):
         bits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
     for j in range(n):
         s[j] *= scaled[j]
+
+
+@njit(inline="always", cache=True)
+def exp_minus_max(s, n, bits, fast):
+    """s[:n] = exp(s[:n] - max(s[:n])), the fast float32 exp when `fast`; returns the max."""
+    m = s[0]
+    for j in range(1, n):
+        m = max(m, s[j])
+    if fast:
+        exp_shifted32(s, n, m, bits)
+    else:
+        for j in range(n):
+            s[j] = np.exp(s[j] - m)
+    return m
