@@ -195,9 +195,8 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     Ctrl-C once: finish the current step, save, exit 130. Twice: abort without saving.
     The same --seed gives the same result whether run in one go or split across invocations.
     """
-    if threads:
+    if threads:  # before Numba loads; GEMMs follow it (OpenBLAS itself stays single-threaded)
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
-        os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     if not Path(dataset).exists():
         raise UserError(f"--dataset {dataset}: no such file or directory")
     session = open_session(model_path)
