@@ -18,9 +18,9 @@ GENERATOR_NAMES = ("simple_dummy", "addition_dummy", "simple_dummy2", "simple_se
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file [default: stdout].")
 def dummy_data(name, seed, size, out):
     """Generate one of the fork's toy datasets (reference §7)."""
-    from femtogpt.dummy import generate_text
+    from femtogpt.dummy import file_text
 
-    text = generate_text(name, size, seed) + "\n"  # the reference's scripts end with print()
+    text = file_text(name, size, seed)  # byte for byte what the reference's script prints
     if out is None:
         click.echo(text, nl=False)
     else:
