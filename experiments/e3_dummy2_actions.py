@@ -11,7 +11,12 @@ Run A replicates #27. Run B spends the time we save: no positional encoding, no 
 previous lines, last 60 characters), greedy, on 1,000 prompts (~100 per action); the first 100 are
 exactly the fork's protocol size.
 
-    python experiments/e3_dummy2_actions.py          # ~9-10 minutes on 2 cores
+Run C (`--foundation`, a separate result file) tries the trick that solved simple_sequence in e4:
+a foundation trained on Python source (E64 L4 H4, no PE, 1,000 steps), then init-with keeping the
+shared token rows (with one tokenizer: fine-tuning) on simple_dummy2 for `--foundation-steps`.
+
+    python experiments/e3_dummy2_actions.py               # runs A and B, ~10-11 minutes on 2 cores
+    python experiments/e3_dummy2_actions.py --foundation  # run C only, ~6 minutes
     python experiments/e3_dummy2_actions.py --smoke
 """
 import math
@@ -29,14 +34,16 @@ FLOOR = (math.log(5) + 6 * math.log(6) + math.log(10)) / 10.5
 def configure(p):
     p.add_argument("--long-steps", type=int, default=4000, help="steps of run B [4000]")
     p.add_argument("--samples", type=int, default=1000, help="prompts per final score [1000]")
+    p.add_argument("--foundation", action="store_true", help="run C only: fine-tune a Python-source foundation")
+    p.add_argument("--foundation-steps", type=int, default=2000, help="run C's steps on simple_dummy2 [2000]")
 
 
 def actions_row(result):
     return {a: row["accuracy"] for a, row in result["details"]["actions"].items()}
 
 
-def run(args, tok, name, pe, dropout, steps, size, train_tokens, val_tokens, score_every, samples):
-    session = C.new_session(tok, pos_enc=pe, seed=args.seed, **size)
+def run(args, tok, name, pe, dropout, steps, size, train_tokens, val_tokens, score_every, samples, session=None):
+    session = session or C.new_session(tok, pos_enc=pe, seed=args.seed, **size)
     C.say(f"{name}: {C.describe(session)}, dropout {dropout}, {steps} steps")
     curve, progress = C.Curve(), []
     done = 0
@@ -69,6 +76,8 @@ def main():
         size, steps, long_steps, every, samples = dict(E=64, L=4, H=4, T=80), 1665, args.long_steps, 500, args.samples
     train_tokens = C.dummy_tokens(tok, "simple_dummy2", seed=args.seed)
     val_tokens = C.dummy_tokens(tok, "simple_dummy2", 3000, seed=args.seed + 1000)
+    if args.foundation:
+        return run_foundation(args, tok, size, train_tokens, val_tokens, every, samples, t_start)
     a, ca = run(args, tok, "A #27 replica (abs, d0.1)", "absolute", 0.1, steps, size, train_tokens, val_tokens,
                 every if args.smoke else 555, samples)
     b, cb = run(args, tok, "B (none, d0)", "none", 0.0, long_steps, size, train_tokens, val_tokens, every, samples)
@@ -86,6 +95,25 @@ def main():
                         "label": f"{r['name']}: {label}"})
     C.plot(args, "e3_dummy2_actions_accuracy", acc, "e3: simple_dummy2 accuracy by action group (200 prompts)",
            ylabel="accuracy")
+
+
+def run_foundation(args, tok, size, train_tokens, val_tokens, every, samples, t_start):
+    from femtogpt.surgery import init_with
+
+    code = C.encode(tok, C.code_corpus(20_000 if args.smoke else None))
+    f_steps, steps = (4, 6) if args.smoke else (1000, args.foundation_steps)
+    foundation = C.new_session(tok, pos_enc="none", seed=args.seed, **{**size, "T": 64})
+    C.say(f"foundation: {C.describe(foundation)} on {len(code):,} tokens of Python source")
+    fcurve = C.train(foundation, code, f_steps, args.seed, label="foundation", print_every=250)
+    child, _ = init_with(foundation, tok, num_tokens=size["T"], seed=args.seed + 100, keep_shared_tokens=True)
+    c, cc = run(args, tok, "C (foundation, fine-tuned)", "none", 0.0, steps, size, train_tokens, val_tokens,
+                every, samples, session=child)
+    C.write_results(args, "e3_dummy2_foundation", {"fork_27": FORK_27, "loss_floor": FLOOR, "size": size,
+                                                   "foundation": {"steps": f_steps, "loss_avg10": fcurve.tail()},
+                                                   "runs": [c]}, time.perf_counter() - t_start)
+    C.plot(args, "e3_dummy2_foundation", C.curve_series(cc, c["name"], "C2"),
+           "e3 run C: a Python-source foundation fine-tuned on simple_dummy2",
+           hlines=[(FORK_27["loss"], "fork #27 final"), (FLOOR, "entropy floor")])
 
 
 if __name__ == "__main__":
