@@ -7,6 +7,11 @@ the kernel after each GEMM, and X' = M + F goes straight into the next LayerNorm
 norm, or the head norm), so one ResidualLayerNorm closes each half-layer.
 Logits = LN_head(X_L) @ head_map_weights + head_map_bias; loss = mean cross-entropy.
 The Functions are created once per batch shape and reused, so their buffers are too.
+
+Training runs the batch as SHARDS shards of whole sequences (`loss_and_grad`), side by side on
+their own threads when there are threads for them: each core then keeps its half of the
+activations in its own cache, every kernel runs serially (no thread wake-up per op, which cost more
+than the work at small sizes), and the only hand-offs are one start and one join per step.
 """
 import numpy as np
 
@@ -18,7 +23,11 @@ from femtogpt.ops.embedding import Embedding
 from femtogpt.ops.gelu import BiasGelu
 from femtogpt.ops.layernorm import LayerNorm, ResidualLayerNorm
 from femtogpt.ops.matmul import MatMul
+from femtogpt.ops.reduce import add_into
 from femtogpt.params import Parameters
+from femtogpt.threads import run_split
+
+SHARDS = 2  # fixed (never the thread count), so results do not depend on how many threads run
 
 
 def sinusoidal_table(T, E, dtype=np.float32):
@@ -74,17 +83,17 @@ class GPT:
                    else np.zeros((0, E), self.dtype))
         self._programs = {}
 
-    def _program(self, B, T):
-        prog = self._programs.get((B, T))
+    def _program(self, B, T, shard=0):
+        prog = self._programs.get((B, T, shard))
         if prog is None:
-            if len(self._programs) > 4:  # shapes come and go (eval, sampling): keep memory bounded
+            if len(self._programs) > 2 * SHARDS:  # shapes come and go (eval, sampling): bound memory
                 self._programs.clear()
-            prog = self._programs[(B, T)] = _Program(T, self.hp.num_layers, self.hp.num_heads)
+            prog = self._programs[(B, T, shard)] = _Program(T, self.hp.num_layers, self.hp.num_heads)
         return prog
 
-    def _hidden(self, g, prog, ids, dropout, key):
-        """(B*T, E) output of the head LayerNorm for ids (B, T)."""
-        P, L = self.params.tensors, self.hp.num_layers
+    def _hidden(self, g, prog, P, ids, dropout, key):
+        """(B*T, E) output of the head LayerNorm for ids (B, T); P: the parameter leaves."""
+        L = self.hp.num_layers
         x = g(prog.embed, ids, P["token_embedding"], self.pe)
         x = g(prog.ln0, x, P["norm_0_coeff"], P["norm_0_bias"])
         for l in range(L):
@@ -106,23 +115,58 @@ class GPT:
             raise ValueError(f"ids must be (B, T) with 1 <= T <= {self.hp.num_tokens}, got {ids.shape}")
         return ids
 
-    def loss(self, graph, ids, targets, dropout=0.0, key=0):
+    def loss(self, graph, ids, targets, dropout=0.0, key=0, shard=0, denominator=None):
         """Mean cross-entropy (a scalar Tensor on `graph`) of predicting targets (B, T) from ids (B, T).
         dropout applies to the attention probabilities and after each attention projection; `key`
-        seeds its masks (same key, same masks)."""
+        seeds its masks (same key, same masks). `shard` k > 0 uses its own buffers and gradient
+        buffer (see loss_and_grad); `denominator` replaces the number of targets in the mean."""
         ids = self._check_ids(ids)
-        prog = self._program(*ids.shape)
-        x = self._hidden(graph, prog, ids, float(dropout), int(key))
-        logits = graph(prog.head, x, self.params.tensors["head_map_weights"])
+        prog = self._program(*ids.shape, shard)
+        P = self.params.shard_tensors(shard)
+        x = self._hidden(graph, prog, P, ids, float(dropout), int(key))
+        logits = graph(prog.head, x, P["head_map_weights"])
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
-        return graph(prog.ce, logits, self.params.tensors["head_map_bias"], targets)
+        prog.ce.denominator = denominator
+        return graph(prog.ce, logits, P["head_map_bias"], targets)
+
+    def loss_and_grad(self, ids, targets, dropout=0.0, key=0, timings=None):
+        """The mean cross-entropy (a float) of predicting targets (B, T) from ids (B, T), with its
+        gradient written into params.grad. The batch runs as min(SHARDS, B) shards of whole
+        sequences, concurrently when there are threads (threads.run_split); their gradients are
+        added in shard order. Shard k's dropout masks are keyed by (key, k). If `timings` is a
+        dict, timings["forward_end"] gets the perf_counter time at which shard 0's forward ended."""
+        import time
+
+        ids = self._check_ids(ids)
+        targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(ids.shape)
+        B = ids.shape[0]
+        n = min(SHARDS, B)
+        bounds = [B * k // n for k in range(n + 1)]
+        denominator = max(1, int((targets >= 0).sum()))
+
+        def shard(k):
+            def run():
+                rows = slice(bounds[k], bounds[k + 1])
+                graph = Graph()
+                loss = self.loss(graph, ids[rows], targets[rows], dropout, site_key(key, k, 0x7368),
+                                 shard=k, denominator=denominator)
+                if timings is not None and k == 0:
+                    timings["forward_end"] = time.perf_counter()
+                graph.backward(loss)
+                return float(loss.data)
+            return run
+
+        losses = run_split([shard(k) for k in range(n)])
+        for k in range(1, n):
+            add_into(self.params.grad, self.params.shard_grad(k))
+        return sum(losses)
 
     def logits(self, ids):
         """(B, T, V) logits for ids (B, T), no dropout, nothing recorded for backward."""
         ids = self._check_ids(ids)
         B, T = ids.shape
         g = Graph(record=False)
-        x = self._hidden(g, self._program(B, T), ids, 0.0, 0)
+        x = self._hidden(g, self._program(B, T), self.params.tensors, ids, 0.0, 0)
         out = x.data @ self.params.values.views["head_map_weights"]
         out += self.params.values.views["head_map_bias"]
         return out.reshape(B, T, -1)

@@ -4,7 +4,11 @@ Waking Numba's other threads for a parallel loop costs more than a small op's wo
 machine a woken thread may wait a whole scheduler slice: a tiny model ran 100x slower with 2
 threads than with 1. Every kernel gives the same bits for any thread count, so switching changes
 speed only. Usage: `t = Threads(); t.set_for(n_elements); ...; t.restore()`, or `with serial_if_small(n):`.
+
+`run_split(tasks)` runs independent tasks (the model's batch shards) side by side, each with its
+share of the threads; with one thread it runs them one after another, with the same results.
 """
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numba
@@ -35,3 +39,29 @@ def serial_if_small(size):
         yield
     finally:
         threads.restore()
+
+
+_shard_pool = None
+
+
+def run_split(tasks):
+    """[task() for task in tasks], run concurrently when Numba has a thread per task (each task's
+    kernels then get threads // len(tasks) threads; the calling thread runs the first task)."""
+    global _shard_pool
+    full = numba.get_num_threads()
+    if full < 2 or len(tasks) < 2:
+        return [task() for task in tasks]
+    share = max(1, full // len(tasks))
+
+    def with_share(task):
+        numba.set_num_threads(share)  # per thread: the setting is thread-local
+        return task()
+
+    if _shard_pool is None or _shard_pool._max_workers < len(tasks) - 1:
+        _shard_pool = ThreadPoolExecutor(max_workers=len(tasks) - 1, thread_name_prefix="femtogpt-shard")
+    futures = [_shard_pool.submit(with_share, task) for task in tasks[1:]]
+    try:
+        first = with_share(tasks[0])
+    finally:
+        numba.set_num_threads(full)
+    return [first] + [f.result() for f in futures]

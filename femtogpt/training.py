@@ -6,7 +6,6 @@ run, whatever the thread count.
 """
 import numpy as np
 
-from femtogpt.autograd import Graph
 from femtogpt.ops.dropout import site_key
 
 
@@ -29,10 +28,8 @@ def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0):
     """Forward, backward and one AdamW update; returns (loss, lr). Dropout masks are keyed by
     (seed, optimizer step). A non-finite loss or gradient raises NonFiniteLoss before updating."""
     params = model.params
-    graph = Graph()  # backward writes every parameter's gradient (no zeroing needed)
-    loss = model.loss(graph, ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70))
-    graph.backward(loss)
-    loss = float(loss.data)
+    # writes every parameter's gradient (no zeroing needed)
+    loss = model.loss_and_grad(ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70))
     if not np.isfinite(loss) or not np.isfinite(np.dot(params.grad, params.grad)):
         raise NonFiniteLoss(f"the loss became {loss} at step {optimizer.step + 1}")
     lr = optimizer.update()

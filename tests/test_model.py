@@ -160,10 +160,67 @@ def test_shared_backward_buffers_and_stale_gradients_do_not_change_results():
         g = Graph()
         loss = model.loss(g, ids, targets, dropout=0.1, key=3)
         if private:
-            for fns in vars(model._programs[(3, 6)]).values():
+            for fns in vars(model._programs[(3, 6, 0)]).values():
                 for fn in fns if isinstance(fns, list) else [fns]:
                     fn.grad_store = None
         g.backward(loss)
         grads.append(model.params.grad.copy())
     np.testing.assert_array_equal(grads[0], grads[1])
     assert np.abs(grads[0]).max() < 1e3
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4])
+def test_sharded_loss_and_grad_equal_the_whole_batch(batch):
+    # loss_and_grad runs the batch as shards (side by side on their threads) and adds their
+    # gradients; without dropout that is the whole-batch loss and gradient up to rounding
+    model = make_model(num_layers=2)
+    rng = np.random.default_rng(6)
+    ids, targets = rng.integers(0, 11, (batch, 4)), rng.integers(0, 11, (batch, 4))
+    targets[0, 1] = -1  # an ignored target: the shards must share the batch's denominator
+    g = Graph()
+    whole = model.loss(g, ids, targets)
+    g.backward(whole)
+    expected = model.params.grad.copy()
+    model.params.grad[...] = 1e6  # stale values must be overwritten, in every shard buffer too
+    for k in range(1, 2):
+        if batch > k:
+            model.params.shard_tensors(k)
+            model.params.shard_grad(k)[...] = -1e6
+    loss = model.loss_and_grad(ids, targets)
+    assert loss == pytest.approx(float(whole.data), rel=1e-12)
+    np.testing.assert_allclose(model.params.grad, expected, rtol=1e-10, atol=1e-13)
+
+
+def test_sharded_gradient_with_dropout_is_the_derivative_of_its_loss():
+    # with dropout each shard has its own masks; the gradient must still be the exact derivative
+    # of the loss loss_and_grad reports (checked along random directions, float64)
+    model = make_model(num_layers=2)
+    rng = np.random.default_rng(7)
+    ids, targets = rng.integers(0, 11, (4, 4)), rng.integers(0, 11, (4, 4))
+    model.loss_and_grad(ids, targets, dropout=0.3, key=9)
+    grad = model.params.grad.copy()
+    theta = model.params.data.copy()
+    for _ in range(3):
+        d = rng.standard_normal(theta.size)
+        eps = 1e-6
+        model.params.data[...] = theta + eps * d
+        up = model.loss_and_grad(ids, targets, dropout=0.3, key=9)
+        model.params.data[...] = theta - eps * d
+        down = model.loss_and_grad(ids, targets, dropout=0.3, key=9)
+        model.params.data[...] = theta
+        assert (up - down) / (2 * eps) == pytest.approx(float(grad @ d), rel=1e-6, abs=1e-9)
+
+
+def test_shards_have_their_own_dropout_masks():
+    # a batch of two copies of one sequence (one per shard) gives the gradient of that sequence
+    # alone exactly when both shards drop the same units; their masks must differ
+    model = make_model(num_layers=1)
+    ids = np.tile(np.arange(4), (2, 1))
+    targets = (ids + 1) % 11
+    one = model.loss_and_grad(ids[:1], targets[:1], dropout=0.5, key=1)
+    g_one = model.params.grad.copy()
+    two = model.loss_and_grad(ids, targets, dropout=0.5, key=1)
+    assert two != pytest.approx(one, rel=1e-9)
+    assert not np.allclose(model.params.grad, g_one)
+    # without dropout the two copies do give the single sequence's loss and gradient
+    assert model.loss_and_grad(ids, targets) == pytest.approx(model.loss_and_grad(ids[:1], targets[:1]))

@@ -1,4 +1,4 @@
-"""Causal multi-head self-attention, fused: scores, mask, softmax, dropout and P.V in one kernel.
+"""Causal multi-head self-attention: the four products through batched BLAS, the rest fused.
 
 Input qkv: (B*T, 3C), the rows of one batch element contiguous; columns [0, C) hold the queries,
 [C, 2C) the keys and [2C, 3C) the values, head h at columns h*hs..(h+1)*hs of each block (the
@@ -6,11 +6,12 @@ reference's per-head tensors head_{l}_{h}_q/k/v side by side). Output: (B*T, C),
 columns h*hs..(h+1)*hs (the reference's concatenation order).
     S = (Q K^T) * hs^-0.5 (the fork's orientation), S[i, j] = -inf for j > i,
     P = softmax(S), O = dropout(P) V.
-Forward keeps P (B*NH, T, T) for backward; the dropout mask is recomputed from its key. Each
-(batch, head) pair is one task working on its own [T, T] tile, so no result depends on threads.
-The per-head work lives in plain @njit helpers (not inlined into the prange body) so their scratch
-arrays are private to each task. Inner loops run over contiguous j or d so they vectorise; the
-float32 path uses a vectorisable exp (ops/fastmath.py), float64 the exact one.
+Q, K, V and O are strided (B, NH, T, hs) views of the row-major arrays, which BLAS reads and
+writes in place, so no head is ever copied out. The products run over whole [T, T] tiles (the
+masked half costs flops but BLAS is several times faster than any loop of ours at these sizes);
+one Numba kernel then scales, masks, normalises and drops out each row. Forward keeps P
+(B*NH, T, T) for backward; the dropout mask is a hash of (key, index), recomputed when needed.
+Every (batch, head) tile is computed on its own, so no result depends on the thread count.
 """
 import numpy as np
 from numba import njit, prange
@@ -18,166 +19,83 @@ from numba import njit, prange
 from femtogpt.autograd import Function
 from femtogpt.ops.dropout import kept
 from femtogpt.ops.fastmath import exp_minus_max
+from femtogpt.ops.matmul import batched_gemm
 
 
-@njit(inline="always", cache=True, fastmath={"contract"})
-def _softmax_row(P, pd, s, n, bh, i, T, key, p, keep, zero, bits, fast):
-    # P[bh, i, :n] = softmax(s[:n]); pd[:n] = dropout(P[bh, i, :n]); s is overwritten
-    exp_minus_max(s, n, bits, fast)
-    tot = zero
-    for j in range(n):
-        tot += s[j]
-    inv = (keep / keep) / tot
-    for j in range(n):
-        pj = s[j] * inv
-        P[bh, i, j] = pj
-        if p > zero:
-            pj = pj * keep if kept(key, (bh * T + i) * T + j, p) else zero
-        pd[j] = pj
-
-
-@njit(cache=True, fastmath={"contract"})
-def _head_forward(out, P, qkv, bh, T, NH, hs, key, p, scale, fast):
-    # rows are done four at a time: each key and value loaded once serves four queries
-    b, h = bh // NH, bh % NH
-    C = NH * hs
-    r0, qc, kc, vc = b * T, h * hs, C + h * hs, 2 * C + h * hs
-    dt = qkv.dtype
-    zero = scale - scale  # typed like the data
-    kT = np.empty((hs, T), dt)  # keys transposed: the score loop runs over contiguous j
-    v = np.empty((T, hs), dt)
+@njit(inline="always", cache=True)
+def _drop_row(Pd, P, bh, i, T, key, p, keep):
+    # Pd[bh, i] = P[bh, i] with the dropped entries zeroed and the kept ones scaled by 1/(1-p)
+    zero = keep - keep
     for j in range(T):
-        for d in range(hs):
-            kT[d, j] = qkv[r0 + j, kc + d]
-            v[j, d] = qkv[r0 + j, vc + d]
-    # separate allocations, so the compiler knows the four rows never alias
-    s0, s1, s2, s3 = np.empty(T, dt), np.empty(T, dt), np.empty(T, dt), np.empty(T, dt)
-    p0, p1, p2, p3 = np.zeros(T, dt), np.zeros(T, dt), np.zeros(T, dt), np.zeros(T, dt)
-    o0, o1, o2, o3 = np.empty(hs, dt), np.empty(hs, dt), np.empty(hs, dt), np.empty(hs, dt)
-    bits = np.empty(T, np.int32)
-    keep = (scale / scale) / ((scale / scale) - p)
-    for i0 in range(0, T, 4):
-        nb = min(4, T - i0)
-        n = i0 + nb  # keys 0..n-1 cover every row of the block
-        for j in range(n):
-            s0[j] = zero
-            s1[j] = zero
-            s2[j] = zero
-            s3[j] = zero
-        for d in range(hs):
-            q0 = qkv[r0 + i0, qc + d] * scale
-            q1 = qkv[r0 + i0 + 1, qc + d] * scale if nb > 1 else zero
-            q2 = qkv[r0 + i0 + 2, qc + d] * scale if nb > 2 else zero
-            q3 = qkv[r0 + i0 + 3, qc + d] * scale if nb > 3 else zero
-            for j in range(n):
-                kv = kT[d, j]
-                s0[j] += q0 * kv
-                s1[j] += q1 * kv
-                s2[j] += q2 * kv
-                s3[j] += q3 * kv
-        # causal: row i0 + r sees keys 0..i0 + r; p_r stays 0 beyond (zeros from the start)
-        _softmax_row(P, p0, s0, i0 + 1, bh, i0, T, key, p, keep, zero, bits, fast)
-        if nb > 1:
-            _softmax_row(P, p1, s1, i0 + 2, bh, i0 + 1, T, key, p, keep, zero, bits, fast)
-        if nb > 2:
-            _softmax_row(P, p2, s2, i0 + 3, bh, i0 + 2, T, key, p, keep, zero, bits, fast)
-        if nb > 3:
-            _softmax_row(P, p3, s3, i0 + 4, bh, i0 + 3, T, key, p, keep, zero, bits, fast)
-        for d in range(hs):
-            o0[d] = zero
-            o1[d] = zero
-            o2[d] = zero
-            o3[d] = zero
-        for j in range(n):
-            w0, w1, w2, w3 = p0[j], p1[j], p2[j], p3[j]
-            for d in range(hs):
-                vj = v[j, d]
-                o0[d] += w0 * vj
-                o1[d] += w1 * vj
-                o2[d] += w2 * vj
-                o3[d] += w3 * vj
-        for d in range(hs):
-            out[r0 + i0, qc + d] = o0[d]
-        if nb > 1:
-            for d in range(hs):
-                out[r0 + i0 + 1, qc + d] = o1[d]
-        if nb > 2:
-            for d in range(hs):
-                out[r0 + i0 + 2, qc + d] = o2[d]
-        if nb > 3:
-            for d in range(hs):
-                out[r0 + i0 + 3, qc + d] = o3[d]
+        Pd[bh, i, j] = P[bh, i, j] * keep if kept(key, (bh * T + i) * T + j, p) else zero
 
 
-@njit(cache=True, fastmath={"contract"})
-def _head_backward(dqkv, dout, P, qkv, bh, T, NH, hs, key, p, scale):
-    b, h = bh // NH, bh % NH
-    C = NH * hs
-    r0, qc, kc, vc = b * T, h * hs, C + h * hs, 2 * C + h * hs
-    dt = qkv.dtype
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def causal_softmax(S, Pd, key, p, scale, fast):
+    # S: (BH, T, T) raw scores in, probabilities out (zero above the diagonal);
+    # Pd: dropout(P) when p > 0 (unused otherwise); p, scale: S's dtype
+    BH, T = S.shape[0], S.shape[1]
     zero = scale - scale
-    q = np.empty((T, hs), dt)
-    k = np.empty((T, hs), dt)
-    vT = np.empty((hs, T), dt)
-    for j in range(T):
-        for d in range(hs):
-            q[j, d] = qkv[r0 + j, qc + d]
-            k[j, d] = qkv[r0 + j, kc + d]
-            vT[d, j] = qkv[r0 + j, vc + d]
-    dq = np.zeros((T, hs), dt)
-    dk = np.zeros((T, hs), dt)
-    dv = np.zeros((T, hs), dt)
-    do = np.empty(hs, dt)
-    dp = np.empty(T, dt)
-    one = scale / scale
-    keep = one / (one - p)
-    for i in range(T):
-        n = i + 1
-        for d in range(hs):
-            do[d] = dout[r0 + i, qc + d]
-        for j in range(n):
-            dp[j] = zero
-        for d in range(hs):
-            dd = do[d]
+    keep = (scale / scale) / ((scale / scale) - p)
+    for bh in prange(BH):
+        bits = np.empty(T, np.int32)
+        for i in range(T):
+            row = S[bh, i]
+            n = i + 1
             for j in range(n):
-                dp[j] += dd * vT[d, j]  # d(dropped P)[i, j] = dO_i . V_j
-        dot = zero
-        for j in range(n):
-            pij = P[bh, i, j]
-            ks = one
+                row[j] *= scale
+            exp_minus_max(row, n, bits, fast)
+            tot = zero
+            for j in range(n):
+                tot += row[j]
+            inv = (scale / scale) / tot
+            for j in range(n):
+                row[j] *= inv
+            for j in range(n, T):
+                row[j] = zero
             if p > zero:
-                ks = keep if kept(key, (bh * T + i) * T + j, p) else zero
-            pd = pij * ks
-            for d in range(hs):
-                dv[j, d] += pd * do[d]
-            dp[j] *= ks  # now dP[i, j], through the dropout mask
-            dot += pij * dp[j]
-        for j in range(n):
-            ds = P[bh, i, j] * (dp[j] - dot) * scale  # softmax backward, then the score scale
-            for d in range(hs):
-                dq[i, d] += ds * k[j, d]
-                dk[j, d] += ds * q[i, d]
-    for j in range(T):
-        for d in range(hs):
-            dqkv[r0 + j, qc + d] = dq[j, d]
-            dqkv[r0 + j, kc + d] = dk[j, d]
-            dqkv[r0 + j, vc + d] = dv[j, d]
+                _drop_row(Pd, S, bh, i, T, key, p, keep)
 
 
 @njit(parallel=True, cache=True)
-def attention_forward(out, P, qkv, T, NH, key, p, scale, fast):
-    # qkv: (B*T, 3C); out: (B*T, C); P: (B*NH, T, T), only j <= i is written; p, scale: qkv's dtype
-    hs = out.shape[1] // NH
-    for bh in prange(P.shape[0]):
-        _head_forward(out, P, qkv, bh, T, NH, hs, key, p, scale, fast)
+def dropped_probs(Pd, P, key, p):
+    # Pd = dropout(P), the same mask as the forward's
+    BH, T = P.shape[0], P.shape[1]
+    keep = (p / p) / ((p / p) - p)
+    for bh in prange(BH):
+        for i in range(T):
+            _drop_row(Pd, P, bh, i, T, key, p, keep)
 
 
-@njit(parallel=True, cache=True)
-def attention_backward(dqkv, dout, P, qkv, T, NH, key, p, scale):
-    # dqkv: (B*T, 3C) written whole; dout: (B*T, C)
-    hs = dout.shape[1] // NH
-    for bh in prange(P.shape[0]):
-        _head_backward(dqkv, dout, P, qkv, bh, T, NH, hs, key, p, scale)
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def causal_softmax_backward(dS, P, key, p, scale):
+    # dS: (BH, T, T) holds d(dropout(P)) in and d(S) out, zero above the diagonal
+    BH, T = P.shape[0], P.shape[1]
+    zero = scale - scale
+    keep = (scale / scale) / ((scale / scale) - p)
+    for bh in prange(BH):
+        for i in range(T):
+            n = i + 1
+            dot = zero
+            for j in range(n):
+                g = dS[bh, i, j]
+                if p > zero:
+                    g = g * keep if kept(key, (bh * T + i) * T + j, p) else zero
+                dS[bh, i, j] = g  # now dP[i, j], through the dropout mask
+                dot += P[bh, i, j] * g
+            for j in range(n):
+                dS[bh, i, j] = P[bh, i, j] * (dS[bh, i, j] - dot) * scale
+            for j in range(n, T):
+                dS[bh, i, j] = zero
+
+
+def _heads(a, T, NH, part):
+    """(B, NH, T, hs) view of block `part` (0 = q, 1 = k, 2 = v) of a (B*T, 3C) array, or of a
+    (B*T, C) array when part is None."""
+    B = a.shape[0] // T
+    if part is None:
+        return a.reshape(B, T, NH, -1).transpose(0, 2, 1, 3)
+    return a.reshape(B, T, 3, NH, -1)[:, :, part].transpose(0, 2, 1, 3)
 
 
 class CausalSelfAttention(Function):
@@ -190,19 +108,41 @@ class CausalSelfAttention(Function):
         hs = self.qkv.shape[1] // 3 // self.NH
         return dtype.type(self.p), dtype.type(1.0 / np.sqrt(hs))
 
+    def _dropped(self, P, dtype):
+        """dropout(P) in a scratch buffer (dead once the caller's product is done), or P itself."""
+        if self.p == 0.0:
+            return P
+        Pd = self.grad_buffer("Pd", P.shape, dtype)
+        dropped_probs(Pd, P, np.uint64(self.key), dtype.type(self.p))
+        return Pd
+
     def forward(self, qkv):
         N, C3 = qkv.shape
-        C, B = C3 // 3, N // self.T
-        out = self.buffer("out", (N, C), qkv.dtype)
-        self.P = self.buffer("P", (B * self.NH, self.T, self.T), qkv.dtype)
+        T, NH = self.T, self.NH
+        B = N // T
+        out = self.buffer("out", (N, C3 // 3), qkv.dtype)
+        self.P = P = self.buffer("P", (B * NH, T, T), qkv.dtype)
         self.qkv = qkv
         p, scale = self._scalars(qkv.dtype)
-        attention_forward(out, self.P, qkv, self.T, self.NH, np.uint64(self.key), p, scale,
-                          qkv.dtype == np.float32)
+        S4 = P.reshape(B, NH, T, T)
+        batched_gemm(_heads(qkv, T, NH, 0), _heads(qkv, T, NH, 1).transpose(0, 1, 3, 2), S4)
+        Pd = self.grad_buffer("Pd", P.shape, qkv.dtype) if self.p > 0.0 else P
+        causal_softmax(P, Pd, np.uint64(self.key), p, scale, qkv.dtype == np.float32)
+        batched_gemm(Pd.reshape(B, NH, T, T), _heads(qkv, T, NH, 2), _heads(out, T, NH, None))
         return out
 
     def backward(self, dout):
-        dqkv = self.grad_buffer("dqkv", self.qkv.shape, dout.dtype)
+        qkv, P, T, NH = self.qkv, self.P, self.T, self.NH
+        B = qkv.shape[0] // T
+        dqkv = self.grad_buffer("dqkv", qkv.shape, dout.dtype)
         p, scale = self._scalars(dout.dtype)
-        attention_backward(dqkv, dout, self.P, self.qkv, self.T, self.NH, np.uint64(self.key), p, scale)
+        dO = _heads(dout, T, NH, None)
+        dS = self.grad_buffer("dS", P.shape, dout.dtype)
+        dS4 = dS.reshape(B, NH, T, T)
+        batched_gemm(dO, _heads(qkv, T, NH, 2).transpose(0, 1, 3, 2), dS4)  # d(dropout(P))
+        Pd = self._dropped(P, dout.dtype).reshape(B, NH, T, T)
+        batched_gemm(Pd.transpose(0, 1, 3, 2), dO, _heads(dqkv, T, NH, 2))  # dV
+        causal_softmax_backward(dS, P, np.uint64(self.key), p, scale)
+        batched_gemm(dS4, _heads(qkv, T, NH, 1), _heads(dqkv, T, NH, 0))  # dQ
+        batched_gemm(dS4.transpose(0, 1, 3, 2), _heads(qkv, T, NH, 0), _heads(dqkv, T, NH, 1))  # dK
         return (dqkv,)

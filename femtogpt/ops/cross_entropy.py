@@ -60,7 +60,11 @@ def cross_entropy_backward(dlogits, dbias_part, probs, targets, scale, chunk):
 
 
 class CrossEntropy(Function):
-    """inputs: logits (N, V), bias (V,), targets (N,) ints; output: the mean loss, shape ()."""
+    """inputs: logits (N, V), bias (V,), targets (N,) ints; output: the mean loss, shape ().
+    `denominator`, when set, replaces the count of these rows in the mean (a shard of a batch
+    divides by the batch's count, so the shards' losses add up to the batch's)."""
+
+    denominator = None
 
     def forward(self, logits, bias, targets):
         N, V = logits.shape
@@ -72,7 +76,7 @@ class CrossEntropy(Function):
         cross_entropy_forward(losses, self.probs, logits, bias, targets,
                               logits.dtype == np.float32, 16)
         self.targets = targets
-        self.count = max(1, int((targets >= 0).sum()))
+        self.count = self.denominator or max(1, int((targets >= 0).sum()))
         self.losses = losses
         return np.array(losses.sum() / self.count, dtype=logits.dtype)
 

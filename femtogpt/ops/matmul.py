@@ -34,33 +34,63 @@ def _workers():
     return max(1, min(threads, _MAX_PARTS))
 
 
+def _run_blocks(blocks, run_block):
+    """Run run_block(lo, hi) for every block, spread over the pool; the calling thread takes a share."""
+    global _pool
+    parts = len(blocks)
+    workers = min(_workers(), parts)
+
+    def run(group):
+        for lo, hi in group:
+            run_block(lo, hi)
+
+    if workers == 1:
+        run(blocks)
+        return
+    groups = [blocks[w * parts // workers:(w + 1) * parts // workers] for w in range(workers)]
+    if _pool is None or _pool._max_workers < workers - 1:
+        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="femtogpt-gemm")
+    futures = [_pool.submit(run, group) for group in groups[1:]]
+    run(groups[0])
+    for f in futures:
+        f.result()
+
+
+def _blocks(n, parts):
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
 def gemm(a, b, out):
     """out = a @ b, row blocks in parallel; a: (N, K), b: (K, M), out: (N, M) C-contiguous."""
-    global _pool
     N, K = a.shape
     M = b.shape[1]
     parts = int(min(_MAX_PARTS, N // 8, 2 * N * K * M // _MIN_PART_FLOPS))
     if parts <= 1:
         np.matmul(a, b, out=out)
         return out
-    bounds = [N * i // parts for i in range(parts + 1)]
-    blocks = [(bounds[i], bounds[i + 1]) for i in range(parts)]
 
-    def run(group):
-        for lo, hi in group:
-            np.matmul(a[lo:hi], b, out=out[lo:hi])
+    def run_block(lo, hi):
+        np.matmul(a[lo:hi], b, out=out[lo:hi])
 
-    workers = min(_workers(), parts)
-    groups = [blocks[w * parts // workers:(w + 1) * parts // workers] for w in range(workers)]
-    if workers == 1:
-        run(blocks)
+    _run_blocks(_blocks(N, parts), run_block)
+    return out
+
+
+def batched_gemm(a, b, out):
+    """out[i] = a[i] @ b[i] over the leading axis (any further batch axes ride along), blocks of the
+    leading axis in parallel. Views with strided rows are fine: BLAS takes them as they are."""
+    n = a.shape[0]
+    flops = 2 * a.size * b.shape[-1]
+    parts = int(min(_MAX_PARTS, n, flops // _MIN_PART_FLOPS))
+    if parts <= 1:
+        np.matmul(a, b, out=out)
         return out
-    if _pool is None or _pool._max_workers < workers - 1:
-        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="femtogpt-gemm")
-    futures = [_pool.submit(run, group) for group in groups[1:]]
-    run(groups[0])  # the calling thread takes the first share
-    for f in futures:
-        f.result()
+
+    def run_block(lo, hi):
+        np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi])
+
+    _run_blocks(_blocks(n, parts), run_block)
     return out
 
 

@@ -40,3 +40,10 @@ def column_sum(out, x, scratch):
     column_sum_partials(scratch, x, ROW_CHUNK)
     sum_partials(out, scratch)
     return out
+
+
+@njit(parallel=True, cache=True)
+def add_into(out, x):
+    # out += x, elementwise (1-D)
+    for i in prange(out.shape[0]):
+        out[i] += x[i]
