@@ -13,7 +13,7 @@ from femtogpt.ops.fastmath import exp_minus_max
 from femtogpt.ops.reduce import ROW_CHUNK, num_chunks, sum_partials
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def _rows_forward(losses, probs, logits, bias, targets, r0, r1, fast):
     # rows r0..r1 of the forward; a plain helper so its scratch is private to the calling task
     V = logits.shape[1]

@@ -42,7 +42,7 @@ def _gelu_parts64(u):
     return t, SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * u * u)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"contract"})
 def bias_gelu_forward(out, h, bias, fast):
     # h, out: (N, C); bias: (C,); fast: float32 rational tanh
     N, C = h.shape
