@@ -6,8 +6,6 @@ once. The result is the mean cross-entropy per predicted token.
 """
 import numpy as np
 
-from femtogpt.autograd import Graph
-
 
 def evaluate_tokens(model, tokens, batch_size=32, max_windows=None):
     """(mean loss, number of predicted tokens); max_windows caps the work (None: all)."""
@@ -23,13 +21,11 @@ def evaluate_tokens(model, tokens, batch_size=32, max_windows=None):
     for i in range(0, len(full), batch_size):
         s = full[i:i + batch_size]
         windows = tokens[s[:, None] + np.arange(T + 1)].astype(np.int64)
-        loss = model.loss(Graph(record=False), windows[:, :-1], windows[:, 1:])
-        total += float(loss.data) * windows.shape[0] * T
+        total += model.mean_loss(windows[:, :-1], windows[:, 1:]) * windows.shape[0] * T
         count += windows.shape[0] * T
     rest = starts[starts + T + 1 > n]
     for s in rest:  # at most one: the tail shorter than a full window
         w = np.asarray(tokens[s:], dtype=np.int64)[None, :]
-        loss = model.loss(Graph(record=False), w[:, :-1], w[:, 1:])
-        total += float(loss.data) * (w.shape[1] - 1)
+        total += model.mean_loss(w[:, :-1], w[:, 1:]) * (w.shape[1] - 1)
         count += w.shape[1] - 1
     return total / count, count

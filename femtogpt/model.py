@@ -13,6 +13,9 @@ their own threads when there are threads for them: each core then keeps its half
 activations in its own cache, every kernel runs serially (no thread wake-up per op, which cost more
 than the work at small sizes), and the only hand-offs are one start and one join per step.
 """
+import functools
+import time
+
 import numpy as np
 
 from femtogpt.autograd import Graph
@@ -135,31 +138,40 @@ class GPT:
         sequences, concurrently when there are threads (threads.run_split); their gradients are
         added in shard order. Shard k's dropout masks are keyed by (key, k). If `timings` is a
         dict, timings["forward_end"] gets the perf_counter time at which shard 0's forward ended."""
-        import time
+        def shard(k, ids, targets, denominator):
+            graph = Graph()
+            loss = self.loss(graph, ids, targets, dropout, site_key(key, k, 0x7368), shard=k,
+                             denominator=denominator)
+            if timings is not None and k == 0:
+                timings["forward_end"] = time.perf_counter()
+            graph.backward(loss)
+            return float(loss.data)
 
+        losses = self._run_shards(ids, targets, shard)
+        for k in range(1, len(losses)):
+            add_into(self.params.grad, self.params.shard_grad(k))
+        return sum(losses)
+
+    def mean_loss(self, ids, targets):
+        """The mean cross-entropy (a float) of predicting targets (B, T) from ids (B, T): no dropout,
+        nothing recorded, the batch run as shards like loss_and_grad."""
+        def shard(k, ids, targets, denominator):
+            return float(self.loss(Graph(record=False), ids, targets, shard=k, denominator=denominator).data)
+
+        return sum(self._run_shards(ids, targets, shard))
+
+    def _run_shards(self, ids, targets, run):
+        """[run(k, ids_k, targets_k, denominator) for each shard k], side by side when there are
+        threads; the split depends on B only (never on the thread count)."""
         ids = self._check_ids(ids)
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(ids.shape)
         B = ids.shape[0]
         n = min(SHARDS, B)
         bounds = [B * k // n for k in range(n + 1)]
         denominator = max(1, int((targets >= 0).sum()))
-
-        def shard(k):
-            def run():
-                rows = slice(bounds[k], bounds[k + 1])
-                graph = Graph()
-                loss = self.loss(graph, ids[rows], targets[rows], dropout, site_key(key, k, 0x7368),
-                                 shard=k, denominator=denominator)
-                if timings is not None and k == 0:
-                    timings["forward_end"] = time.perf_counter()
-                graph.backward(loss)
-                return float(loss.data)
-            return run
-
-        losses = run_split([shard(k) for k in range(n)])
-        for k in range(1, n):
-            add_into(self.params.grad, self.params.shard_grad(k))
-        return sum(losses)
+        return run_split([functools.partial(run, k, ids[bounds[k]:bounds[k + 1]],
+                                            targets[bounds[k]:bounds[k + 1]], denominator)
+                          for k in range(n)])
 
     def logits(self, ids):
         """(B, T, V) logits for ids (B, T), no dropout, nothing recorded for backward."""

@@ -171,8 +171,8 @@ def test_shared_backward_buffers_and_stale_gradients_do_not_change_results():
 
 @pytest.mark.parametrize("batch", [1, 3, 4])
 def test_sharded_loss_and_grad_equal_the_whole_batch(batch):
-    # loss_and_grad runs the batch as shards (side by side on their threads) and adds their
-    # gradients; without dropout that is the whole-batch loss and gradient up to rounding
+    # loss_and_grad and mean_loss run the batch as shards (side by side on their threads) and add
+    # their gradients; without dropout that is the whole-batch loss and gradient up to rounding
     model = make_model(num_layers=2)
     rng = np.random.default_rng(6)
     ids, targets = rng.integers(0, 11, (batch, 4)), rng.integers(0, 11, (batch, 4))
@@ -188,6 +188,7 @@ def test_sharded_loss_and_grad_equal_the_whole_batch(batch):
             model.params.shard_grad(k)[...] = -1e6
     loss = model.loss_and_grad(ids, targets)
     assert loss == pytest.approx(float(whole.data), rel=1e-12)
+    assert model.mean_loss(ids, targets) == pytest.approx(float(whole.data), rel=1e-12)
     np.testing.assert_allclose(model.params.grad, expected, rtol=1e-10, atol=1e-13)
 
 

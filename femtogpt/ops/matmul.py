@@ -7,9 +7,14 @@ cross-entropy); the bias path is here for standalone use.
 Why our own threads: OpenBLAS's worker threads spin after every call and Numba's kernel threads
 spin after every parallel loop; on a 2-core machine the two pools steal each other's cores and a
 step ran 3-4x slower. So OpenBLAS runs single-threaded (femtogpt/__init__.py sets that before NumPy
-loads) and `gemm` cuts a product into row blocks run on a small pool of Python threads (BLAS
+loads) and `gemm` cuts a big product into row blocks run on a small pool of Python threads (BLAS
 releases the GIL), which sleep when idle. The cut depends only on the shapes, never on the number
-of threads, so results are the same bits for any thread count.
+of threads, so results are the same bits for any thread count; it is made only for products big
+enough that a cut costs little (smaller blocks pack the weights again: four blocks of a
+(1024, 64) @ (64, 256) product took 10% longer, and of a weight gradient (64, 1024) @ (1024, 256)
+75% longer, than one call). Training runs its batch shards on their own threads instead
+(model.py), so on two cores its products are never cut. `batched_gemm` cuts only when it has
+threads to use: each matrix of a stack is its own BLAS call, so any cut gives the same bits.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +24,11 @@ import numpy as np
 from femtogpt.autograd import Function
 from femtogpt.ops.reduce import column_sum, num_chunks
 
-_MAX_PARTS = 4
-_MIN_PART_FLOPS = 4_000_000  # smaller products are not worth a thread hand-off
+_MAX_PARTS = 4  # threads of the pool, at most
+_GEMM_MAX_PARTS = 2
+_GEMM_MIN_PART_ROWS = 256
+_GEMM_MIN_PART_FLOPS = 256_000_000
+_MIN_PART_FLOPS = 4_000_000  # batched products: smaller parts are not worth a thread hand-off
 _pool = None
 
 
@@ -65,7 +73,7 @@ def gemm(a, b, out):
     """out = a @ b, row blocks in parallel; a: (N, K), b: (K, M), out: (N, M) C-contiguous."""
     N, K = a.shape
     M = b.shape[1]
-    parts = int(min(_MAX_PARTS, N // 8, 2 * N * K * M // _MIN_PART_FLOPS))
+    parts = int(min(_GEMM_MAX_PARTS, N // _GEMM_MIN_PART_ROWS, 2 * N * K * M // _GEMM_MIN_PART_FLOPS))
     if parts <= 1:
         np.matmul(a, b, out=out)
         return out
@@ -82,7 +90,7 @@ def batched_gemm(a, b, out):
     leading axis in parallel. Views with strided rows are fine: BLAS takes them as they are."""
     n = a.shape[0]
     flops = 2 * a.size * b.shape[-1]
-    parts = int(min(_MAX_PARTS, n, flops // _MIN_PART_FLOPS))
+    parts = int(min(_workers(), n, flops // _MIN_PART_FLOPS))
     if parts <= 1:
         np.matmul(a, b, out=out)
         return out
