@@ -18,17 +18,21 @@ SERIAL_BELOW = 1 << 15  # elements of the data an op touches
 
 class Threads:
     def __init__(self):
-        self.full = None
+        self.full = None  # this thread's setting when first asked
+        self.current = None
 
     def set_for(self, size):
         if self.full is None:
-            self.full = numba.get_num_threads()
-        numba.set_num_threads(1 if size < SERIAL_BELOW else self.full)
+            self.full = self.current = numba.get_num_threads()
+        want = 1 if size < SERIAL_BELOW else self.full
+        if want != self.current:  # a call costs ~1 us; most ops keep the setting
+            numba.set_num_threads(want)
+            self.current = want
 
     def restore(self):
-        if self.full is not None:
+        if self.full is not None and self.current != self.full:
             numba.set_num_threads(self.full)
-            self.full = None
+        self.full = self.current = None
 
 
 @contextmanager
