@@ -161,7 +161,7 @@ def warm_up_kernels(live):
     if live:
         from rich.console import Console
 
-        with Console().status("Compiling kernels (first run only, about a minute; later runs use the cache)..."):
+        with Console().status("Compiling kernels (first run only, under a minute; later runs use the cache)..."):
             warm_up()
     else:
         warm_up()

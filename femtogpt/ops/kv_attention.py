@@ -4,10 +4,10 @@ qkv: (n, 3C), the fused projection of the n new rows (queries in columns [0, C),
 k, v: (T, C), the layer's cached keys and values, rows 0..p0+n-1 filled (the new rows included);
 out: (n, C). New row i sits at window position p0 + i and attends to keys 0..p0+i:
     S = (q K^T) * hs^-0.5, P = softmax(S), O = P V.
-The per-(row, head) arithmetic is a copy of ops/attention.py `_head_forward` (same loop order, same
-accumulator types), so a cached row matches the training kernel's row to the last bit or nearly.
-There is no backward and no dropout: this is for generation only. Each (row, head) pair is one task
-writing its own slice of out, so results do not depend on threads. For one new row the caller
+It computes the same function as ops/attention.py (which runs whole [T, T] tiles through BLAS) up to
+float32 rounding; tests/test_generate.py checks cached rows against full forwards. There is no
+backward and no dropout: this is for generation only. Each (row, head) pair is one task writing its
+own slice of out, so results do not depend on threads. For one new row the caller
 runs it with numba.set_num_threads(1): NH tiny tasks are not worth a thread-pool round trip.
 """
 import numpy as np
