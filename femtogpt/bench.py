@@ -27,10 +27,12 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_config(name, steps=10, warmup=3, batch=32, gen_tokens=100, seed=0):
-    """Time training steps and generation for one config; returns a dict (run in a fresh process)."""
+def bench_config(name, steps=10, warmup=3, batch=32, gen_tokens=100, seed=0, profile=False):
+    """Time training steps and generation for one config; returns a dict (run in a fresh process).
+    With `profile`, `steps` more steps run with per-op timing (kept apart from the timed steps)."""
     import numpy as np
 
+    from femtogpt.autograd import OpProfile
     from femtogpt.config import Hyperparameters, OptimizerConfig
     from femtogpt.generate import generate
     from femtogpt.model import GPT
@@ -61,6 +63,17 @@ def bench_config(name, steps=10, warmup=3, batch=32, gen_tokens=100, seed=0):
         if i >= warmup:
             fwd.append(t1 - t0), bwd.append(t2 - t1), upd.append(t3 - t2), total.append(t3 - t0)
     peak_train = peak_rss_mb()
+    ops = None
+    if profile:
+        with OpProfile() as prof:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                model.loss_and_grad(rng.integers(0, V, (batch, T)), rng.integers(0, V, (batch, T)))
+                t1 = time.perf_counter()
+                opt.update(lr=1e-3)
+                prof.seconds["AdamW.update"] = prof.seconds.get("AdamW.update", 0.0) + time.perf_counter() - t1
+            wall = (time.perf_counter() - t0) / steps
+        ops = {"wall_s_per_step": wall, "cpu_s_per_step": {k: v / steps for k, v in prof.seconds.items()}}
     # generation at this config's context: KV cache vs a full forward per token (the reference's way)
     prompt = [int(x) for x in rng.integers(0, V, 8)]
     generate(model, prompt, 4, temperature=0)
@@ -85,6 +98,7 @@ def bench_config(name, steps=10, warmup=3, batch=32, gen_tokens=100, seed=0):
         "expected_initial_loss": math.log(V), "peak_rss_train_mb": peak_train,
         "peak_rss_mb": peak_rss_mb(), "gen_kv_tokens_per_s": kv_tps,
         "gen_full_forward_tokens_per_s": naive_tps, "compile_or_cache_s": compile_s,
+        **({"ops": ops} if ops else {}),
     }
 
 
@@ -106,12 +120,13 @@ def _run_json(cmd, env=None):
     raise RuntimeError(f"no JSON line in the output of {' '.join(cmd)}")
 
 
-def run_all(configs, steps=10, threads=2, torch_script=None, on_result=print):
+def run_all(configs, steps=10, threads=2, torch_script=None, on_result=print, profile=False):
     """Every config in its own process (and torch_ref.py beside it when given); returns the results."""
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
     results = {"threads": threads, "configs": {}, "startup_help_s": startup_seconds()}
     for name in configs:
-        ours = _run_json([sys.executable, "-m", "femtogpt.bench", name, str(steps)], env=env)
+        ours = _run_json([sys.executable, "-m", "femtogpt.bench", name, str(steps)]
+                         + (["--profile"] if profile else []), env=env)
         entry = {"femtogpt": ours}
         if torch_script is not None:
             entry["torch"] = _run_json([sys.executable, str(torch_script), "--config", name, "--steps",
@@ -122,8 +137,9 @@ def run_all(configs, steps=10, threads=2, torch_script=None, on_result=print):
 
 
 def main():
-    name, steps = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 10
-    print(json.dumps(bench_config(name, steps=steps)))
+    args = [a for a in sys.argv[1:] if a != "--profile"]
+    name, steps = args[0], int(args[1]) if len(args) > 1 else 10
+    print(json.dumps(bench_config(name, steps=steps, profile="--profile" in sys.argv)))
 
 
 if __name__ == "__main__":

@@ -225,3 +225,23 @@ def test_shards_have_their_own_dropout_masks():
     assert not np.allclose(model.params.grad, g_one)
     # without dropout the two copies do give the single sequence's loss and gradient
     assert model.loss_and_grad(ids, targets) == pytest.approx(model.loss_and_grad(ids[:1], targets[:1]))
+
+
+def test_op_profile_times_every_op_of_a_step():
+    from femtogpt.autograd import OpProfile
+    from femtogpt.commands.bench_cmds import profile_table
+
+    model = make_model(num_layers=2, dtype=np.float32)
+    rng = np.random.default_rng(8)
+    ids, targets = rng.integers(0, 11, (4, 4)), rng.integers(0, 11, (4, 4))
+    with OpProfile() as prof:
+        model.loss_and_grad(ids, targets)
+    ops = ["Embedding", "LayerNorm", "MatMul", "CausalSelfAttention", "ResidualLayerNorm", "BiasGelu",
+           "CrossEntropy"]
+    assert set(prof.seconds) == {f"{op}.{d}" for op in ops for d in ("forward", "backward")}
+    assert all(s > 0 for s in prof.seconds.values())
+    snapshot = dict(prof.seconds)
+    model.loss_and_grad(ids, targets)  # profiling is off again: nothing more is recorded
+    assert prof.seconds == snapshot
+    table = profile_table({"wall_s_per_step": 0.01, "cpu_s_per_step": prof.seconds})
+    assert table.count("\n") == len(prof.seconds) and "MatMul.backward" in table

@@ -21,9 +21,47 @@ Non-Tensor inputs (token ids, targets) are passed to forward as they are and get
 
 Small ops run their kernels on one thread (see femtogpt/threads.py); this changes speed only.
 """
+import threading
+import time
+
 import numpy as np
 
 from femtogpt.threads import Threads
+
+_profile = None  # an OpProfile while profiling (femtogpt bench --profile), else None
+
+
+class OpProfile:
+    """Seconds spent in each op's forward and backward, by op class, summed over every call and over
+    the threads of the batch shards (so it is CPU time, not wall time)."""
+
+    def __init__(self):
+        self.seconds = {}
+        self._lock = threading.Lock()
+
+    def add(self, fn, direction, seconds):
+        key = f"{type(fn).__name__}.{direction}"
+        with self._lock:
+            self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+
+    def __enter__(self):
+        global _profile
+        _profile = self
+        return self
+
+    def __exit__(self, *exc):
+        global _profile
+        _profile = None
+
+
+def _timed(fn, direction, call, *args):
+    if _profile is None:
+        return call(*args)
+    t0 = time.perf_counter()
+    try:
+        return call(*args)
+    finally:
+        _profile.add(fn, direction, time.perf_counter() - t0)
 
 
 class Tensor:
@@ -104,7 +142,7 @@ class Graph:
         threads = Threads()
         threads.set_for(max((a.size for a in arrays if isinstance(a, np.ndarray)), default=0))
         try:
-            out = Tensor(fn.forward(*arrays), requires_grad=any(needs))
+            out = Tensor(_timed(fn, "forward", fn.forward, *arrays), requires_grad=any(needs))
         finally:
             threads.restore()
         if out.requires_grad and self.record:
@@ -131,7 +169,7 @@ class Graph:
                                else None for t in inputs]
             threads.set_for(max(np.size(out.grad), max((np.size(t.data) for t in inputs
                                                          if isinstance(t, Tensor)), default=0)))
-            grads = fn.backward(out.grad)
+            grads = _timed(fn, "backward", fn.backward, out.grad)
             fn.grad_targets = ()
             for t, g in zip(inputs, grads):
                 if g is None or not isinstance(t, Tensor) or not t.requires_grad:

@@ -18,8 +18,10 @@ DEFAULT_TORCH_SCRIPT = Path(__file__).resolve().parents[2].parent / "shared" / "
               help="Also run the PyTorch reference (needs `pip install torch==2.13.0`) and print ratios.")
 @click.option("--torch-script", type=click.Path(exists=True, dir_okay=False), default=None,
               help=f"Path of torch_ref.py [default: {DEFAULT_TORCH_SCRIPT}].")
+@click.option("--profile", is_flag=True,
+              help="Also time every op (forward and backward) over as many extra steps and print where the time goes.")
 @click.option("--out", type=click.Path(dir_okay=False), default="bench/results.json", help="JSON results file.")
-def bench(configs, steps, threads, with_torch, torch_script, out):
+def bench(configs, steps, threads, with_torch, torch_script, profile, out):
     """Time training steps, generation, memory and start-up on the reference configs."""
     from femtogpt.bench import FORK_SECONDS_PER_STEP, run_all
 
@@ -50,13 +52,26 @@ def bench(configs, steps, threads, with_torch, torch_script, out):
         fork = FORK_SECONDS_PER_STEP.get(name)
         line += f"   {fork / r['step_s_median']:6.1f}x faster" if fork else "   -"
         click.echo(line)
+        if "ops" in r:
+            click.echo(profile_table(r["ops"]))
 
     results = run_all(configs or ("tiny", "small", "mid", "large"), steps=steps, threads=threads,
-                      torch_script=script, on_result=show)
+                      torch_script=script, on_result=show, profile=profile)
     click.echo(f"femtogpt --help starts in {results['startup_help_s'] * 1000:.0f} ms")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(results, indent=2))
     click.echo(f"wrote {out}")
+
+
+def profile_table(ops):
+    """Indented lines: each op's CPU ms per step (both shards' threads summed), largest first."""
+    cpu = ops["cpu_s_per_step"]
+    total = sum(cpu.values())
+    lines = [f"    per op, CPU ms per step summed over the shards' threads "
+             f"(wall {ops['wall_s_per_step'] * 1000:.1f} ms per profiled step):"]
+    for key, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        lines.append(f"    {key:32s} {seconds * 1000:9.2f} {100 * seconds / total:5.1f}%")
+    return "\n".join(lines)
 
 
 COMMANDS = [bench]

@@ -215,8 +215,11 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
                            batch_size=batch_size, dropout=dropout, save_every=save_every,
                            val_fraction=val_fraction, eval_every=eval_every)
     hp = session.hp
+    import numba
+
     click.echo(f"Model {model_path}: {hp.num_params():,} parameters, step {session.step}; "
-               f"dataset {dataset}: {len(tokens):,} tokens; {batch_size}x{hp.num_tokens} tokens per step")
+               f"dataset {dataset}: {len(tokens):,} tokens; {batch_size}x{hp.num_tokens} tokens per step; "
+               f"{numba.get_num_threads()} threads")
     warm_up_kernels(live)
     stop = _StopFlag()
     previous = signal.signal(signal.SIGINT, stop)
