@@ -139,7 +139,16 @@ def save_model_file(path, mf: ModelFile):
     except _Defect as e:
         raise ModelFileError(f"{path}: cannot save: {e}") from None
     n_entries = len(_HEADER) + 1 + (mf.optimizer is not None) + 1  # header, tensors, optimizer, checksum
-    _write_atomically(path, _chunks(header, n_entries, shapes, mf))
+    write_atomically(path, _with_checksum(_chunks(header, n_entries, shapes, mf)))
+
+
+def _with_checksum(chunks):
+    # the chunks, then the trailer entry holding the CRC-32 of every byte before it
+    crc = 0
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+        yield chunk
+    yield _TRAILER_PREFIX + f"{crc:08x}".encode()
 
 
 def _prepare(mf):
@@ -197,7 +206,10 @@ def _tensor_map(arrays, shapes):
         yield msgpack.packb({"dtype": "float32", "shape": list(shapes[name]), "data": memoryview(a)})
 
 
-def _write_atomically(path, chunks):
+def write_atomically(path, chunks):
+    """Write the byte chunks to a temp file beside `path`, fsync, rename over `path`: readers see the
+    old file or the new one, never a part. Raises ModelFileError (one line); the old file stays."""
+    path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"{path}: cannot save: it is a directory")
     target = Path(os.path.realpath(path)) if path.is_symlink() else path  # replace the file, keep the link
@@ -211,11 +223,8 @@ def _write_atomically(path, chunks):
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
             if existed:
                 os.fchmod(f.fileno(), stat.S_IMODE(os.stat(target).st_mode))  # keep the old file's permissions
-            crc = 0
             for chunk in chunks:
                 f.write(chunk)
-                crc = zlib.crc32(chunk, crc)
-            f.write(_TRAILER_PREFIX + f"{crc:08x}".encode())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
