@@ -4,6 +4,7 @@ Each command parses its flags, calls the library and prints; heavy modules are i
 command bodies so `femtogpt --help` stays instant. Expected failures become one `Error:` line.
 """
 import json
+import math
 import os
 import signal
 import sys
@@ -181,6 +182,11 @@ def warm_up_kernels(live):
 @click.option("--decay-steps", type=click.IntRange(min=1), default=50_000, help="Linear decay steps after warm-up.")
 @click.option("--seed", type=int, default=None, help="Seed for batches and dropout [default: the file's seed].")
 @click.option("--save-every", type=click.IntRange(min=0), default=100, help="Save every N steps (0: only at the end).")
+@click.option("--save-minutes", type=click.FloatRange(min=0.0), default=10.0, show_default=True,
+              help="Also save when this many minutes have passed since the last save (0: off).")
+@click.option("--keep-best", is_flag=True,
+              help="Also save MODEL.best.dat (the model's name with .best) at every new lowest validation "
+                   "loss; needs --val-fraction.")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
               help="Hold out this tail fraction of the dataset for validation.")
 @click.option("--eval-every", type=click.IntRange(min=0), default=0,
@@ -188,7 +194,7 @@ def warm_up_kernels(live):
 @click.option("--reset-optimizer", is_flag=True, help="Drop the optimizer state first (warm-up restarts).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
 def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, decay_steps, seed,
-          save_every, val_fraction, eval_every, reset_optimizer, threads):
+          save_every, save_minutes, keep_best, val_fraction, eval_every, reset_optimizer, threads):
     """Train the model on a dataset, resuming exactly from the file's state.
 
     \b
@@ -199,6 +205,9 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
     if not Path(dataset).exists():
         raise UserError(f"--dataset {dataset}: no such file or directory")
+    if keep_best and not val_fraction:
+        raise UserError("--keep-best needs --val-fraction: the best model is the one with the lowest "
+                        "validation loss")
     session = open_session(model_path)
     from femtogpt.config import OptimizerConfig
     from femtogpt.display import TrainDisplay
@@ -213,7 +222,12 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
         eval_every = 100
     options = TrainOptions(steps=steps, seed=session.seed if seed is None else seed,
                            batch_size=batch_size, dropout=dropout, save_every=save_every,
-                           val_fraction=val_fraction, eval_every=eval_every)
+                           save_minutes=save_minutes, val_fraction=val_fraction, eval_every=eval_every)
+    dataset_info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}
+    best_path, best_loss = None, float("inf")
+    if keep_best:
+        best_path = best_file_path(model_path)
+        best_loss = previous_best_loss(best_path, session, dataset_info["dataset_hash"], val_fraction)
     hp = session.hp
     import numba
 
@@ -226,8 +240,9 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     display = TrainDisplay(steps, session.step, batch_size * hp.num_tokens, live=live)
     try:
         result = run_training(session, tokens, options, lambda: save_session(session, model_path),
-                              display, should_stop=lambda: stop.requested,
-                              dataset_info={"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)})
+                              display, should_stop=lambda: stop.requested, dataset_info=dataset_info,
+                              save_best=best_path and (lambda: save_session(session, best_path)),
+                              best_loss=best_loss)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:
@@ -239,8 +254,38 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
         raise UserError(f"{result.failure}; stopped, and {model_path} keeps the last good weights "
                         f"(step {session.step}). Try a lower --lr.")
     click.echo(f"Saved {model_path} at step {session.step} (loss {result.last_loss:.4f}).")
+    if best_path is not None:
+        if result.best_step is not None:
+            click.echo(f"Best validation loss {result.best_loss:.4f} at step {result.best_step}: saved in {best_path}.")
+        elif math.isfinite(best_loss):
+            click.echo(f"No validation loss below {best_path}'s {best_loss:.4f}; it is unchanged.")
     if result.stopped:
         sys.exit(130)
+
+
+def best_file_path(model_path):
+    """model.dat -> model.best.dat (the --keep-best file beside the model)."""
+    path = Path(model_path)
+    return str(path.with_name(f"{path.stem}.best{path.suffix or '.dat'}"))
+
+
+def previous_best_loss(best_path, session, dataset_hash, val_fraction):
+    """The validation loss a new best must beat: the existing best file's, when it is this model's
+    (same Init) judged on the same validation data (same dataset and --val-fraction); else inf."""
+    from femtogpt.checkpoint import ModelFileError, peek_header
+
+    if not Path(best_path).exists():
+        return float("inf")
+    try:
+        logs = peek_header(best_path)["logs"]
+    except ModelFileError as exc:
+        raise UserError(f"{exc} (the --keep-best file; move it away to start a new one)") from None
+    sessions = [log for log in logs if log["kind"] == "TrainSession"]
+    evals = [log for log in logs if log["kind"] == "Eval"]
+    same = (logs and session.logs and logs[0]["id"] == session.logs[0]["id"] and sessions and evals
+            and sessions[-1].get("dataset_hash") == dataset_hash
+            and sessions[-1].get("val_fraction") == val_fraction)
+    return float(evals[-1]["val_loss"]) if same else float("inf")
 
 
 @click.command()

@@ -1,0 +1,88 @@
+"""When training saves: by steps, by minutes, and the --keep-best file."""
+import math
+
+import pytest
+
+from femtogpt import trainer
+from femtogpt.config import Hyperparameters, OptimizerConfig
+from femtogpt.dummy import generate_text
+from femtogpt.session import create, load
+from femtogpt.tokenizer import build_tokenizer
+from femtogpt.trainer import TrainOptions, run_training
+from tests.cli import run
+
+
+class _Quiet:
+    def step(self, *a): pass
+    def validation(self, *a): pass
+    def close(self): pass
+
+
+def small_session():
+    hp = Hyperparameters(vocab_size=101, num_tokens=8, embedding_degree=8, num_layers=1, num_heads=2)
+    session = create(hp, build_tokenizer("ascii"), seed=1)
+    session.ensure_optimizer(OptimizerConfig(lr=1e-2, warmup=0))
+    return session, session.tokenizer.encode(generate_text("simple_dummy", 200, seed=1))
+
+
+def test_saves_by_minutes_as_well_as_by_steps(monkeypatch):
+    session, tokens = small_session()
+    clock = iter(range(0, 10_000, 25))  # every look at the clock is 25 s later
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: next(clock))
+    saves = []
+    run_training(session, tokens, TrainOptions(steps=10, seed=0, batch_size=2, save_every=0, save_minutes=1),
+                 lambda: saves.append(session.step), _Quiet())
+    # the clock starts at 0 and reads 25, 50, 75 s ... after each step: a save once 60 s have passed
+    # since the last one, then the final save
+    assert saves == [3, 6, 9, 10]
+
+
+def test_best_is_saved_at_each_new_lowest_validation_loss():
+    session, tokens = small_session()
+    best = []
+    result = run_training(session, tokens, TrainOptions(steps=12, seed=0, batch_size=2, val_fraction=0.2,
+                                                        eval_every=3), lambda: None, _Quiet(),
+                          save_best=lambda: best.append(session.logs[-1]["val_loss"]))
+    vals = [log["val_loss"] for log in session.logs if log["kind"] == "Eval"]
+    assert len(vals) == 4
+    running = [v for i, v in enumerate(vals) if v < min(vals[:i], default=math.inf)]
+    assert best == running and result.best_loss == min(vals)
+
+
+@pytest.fixture
+def model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.txt").write_text(generate_text("simple_dummy", 300, seed=1))
+    (tmp_path / "other.txt").write_text(generate_text("simple_dummy", 300, seed=2))
+    run("init", "--num-tokens", 8, "--embedding-degree", 8, "--num-layers", 1, "--num-heads", 2, "--seed", 1)
+    return tmp_path
+
+
+def best_val(path):
+    return [log for log in load(path).logs if log["kind"] == "Eval"][-1]["val_loss"]
+
+
+def test_keep_best_cli(model):
+    common = ["--dataset", "d.txt", "--batch-size", 4, "--val-fraction", 0.2, "--eval-every", 10, "--keep-best"]
+    out = run("train", "--steps", 40, *common).output
+    best_file = model / "model.best.dat"
+    vals = [log["val_loss"] for log in load(model / "model.dat").logs if log["kind"] == "Eval"]
+    assert best_val(best_file) == min(vals)
+    assert f"Best validation loss {min(vals):.4f}" in out and "saved in model.best.dat" in out
+    # a run that only gets worse (a huge learning rate) leaves the best file alone
+    before = best_file.read_bytes()
+    out = run("train", "--steps", 20, "--lr", 5.0, "--warmup", 0, *common).output
+    assert "Best validation loss" not in out and f"below model.best.dat's {min(vals):.4f}" in out
+    assert best_file.read_bytes() == before
+    # other validation data: the old best says nothing about it, so the first eval is a new best
+    out = run("train", "--steps", 10, *[("other.txt" if a == "d.txt" else a) for a in common]).output
+    assert "saved in model.best.dat" in out
+    sessions = [log for log in load(best_file).logs if log["kind"] == "TrainSession"]
+    assert sessions[-1]["dataset"] == "other.txt" and sessions[-1]["val_fraction"] == 0.2
+
+
+def test_keep_best_needs_validation(model):
+    r = run("train", "--dataset", "d.txt", "--steps", 2, "--keep-best", ok=False)
+    assert r.exit_code != 0 and r.output.strip().splitlines() == [
+        "Error: --keep-best needs --val-fraction: the best model is the one with the lowest validation loss"]
+    assert not (model / "model.best.dat").exists()
