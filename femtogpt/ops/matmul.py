@@ -56,8 +56,8 @@ def _run_blocks(blocks, run_block):
         run(blocks)
         return
     groups = [blocks[w * parts // workers:(w + 1) * parts // workers] for w in range(workers)]
-    if _pool is None or _pool._max_workers < workers - 1:
-        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="femtogpt-gemm")
+    if _pool is None:  # shared by the batch shards' threads, so room for several callers at once
+        _pool = ThreadPoolExecutor(max_workers=2 * _MAX_PARTS, thread_name_prefix="femtogpt-gemm")
     futures = [_pool.submit(run, group) for group in groups[1:]]
     run(groups[0])
     for f in futures:
