@@ -89,7 +89,7 @@ class GPT:
     def _program(self, B, T, shard=0):
         prog = self._programs.get((B, T, shard))
         if prog is None:
-            if len(self._programs) > 2 * SHARDS:  # shapes come and go (eval, sampling): bound memory
+            if len(self._programs) > 3 * SHARDS:  # training, eval batches, a tail window: bound memory
                 self._programs.clear()
             prog = self._programs[(B, T, shard)] = _Program(T, self.hp.num_layers, self.hp.num_heads)
         return prog
