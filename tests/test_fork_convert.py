@@ -67,3 +67,19 @@ def test_bad_fork_file_is_one_line(tmp_path):
     result = run("import-fork", bad, tmp_path / "x.model")
     assert result.exit_code == 1 and result.output.startswith("Error: ") and "bad.dat" in result.output
     assert not (tmp_path / "x.model").exists()
+
+
+def test_compare_reads_fork_files_directly(tmp_path):
+    # compare on the fork's .dat files gives exactly what it gives on their imports
+    a, b = FIXTURES / "tiny_more.dat", FIXTURES / "tiny_inserted.dat"
+    assert run("import-fork", a, tmp_path / "a.model").exit_code == 0
+    assert run("import-fork", b, tmp_path / "b.model").exit_code == 0
+    direct = run("compare", a, b, "--limit", 0).output
+    imported = run("compare", tmp_path / "a.model", tmp_path / "b.model", "--limit", 0).output
+    assert direct == imported.replace(str(tmp_path / "a.model"), str(a)).replace(str(tmp_path / "b.model"), str(b))
+    assert "key: " in direct and "num_layers differs" in direct
+    # a file that is neither kind is reported as a femtogpt model file, in one line
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(b"\x00" * 100)
+    r = run("compare", a, junk)
+    assert r.exit_code != 0 and len(r.output.strip().splitlines()) == 1 and "junk.dat" in r.output

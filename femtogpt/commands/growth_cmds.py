@@ -123,6 +123,24 @@ def _fmt_cos(entry):
     return f"{entry['cosine']:.6f}"
 
 
+def _model_file_or_fork(path):
+    """A femtogpt model file, or the Rust fork's .dat file read as one (as `import-fork` would)."""
+    from pathlib import Path
+
+    from femtogpt.checkpoint import ModelFileError, load_model_file
+
+    try:
+        return load_model_file(Path(path))
+    except ModelFileError as ours:
+        from femtogpt.fork_convert import session_from_fork
+        from femtogpt.fork_import import ForkFileError
+
+        try:
+            return session_from_fork(path).to_model_file()
+        except (ForkFileError, KeyError, ValueError, OSError):
+            raise ours from None  # neither kind: report it as a femtogpt file
+
+
 @click.command()
 @click.argument("model_a", type=click.Path(dir_okay=False))
 @click.argument("model_b", type=click.Path(dir_okay=False))
@@ -137,18 +155,19 @@ def compare(model_a, model_b, limit, reverse, by_name, as_json):
     embedding per head, least similar first.
 
     \b
+    Either file may also be a model file of the Rust fork (.dat), read as `import-fork` would.
     Models of different shapes are compared on the tensors present in both with the same shape; the
     others are listed. All-zero tensors print n/a.
     """
     import json
     from pathlib import Path
 
-    from femtogpt.checkpoint import ModelFileError, load_model_file
+    from femtogpt.checkpoint import ModelFileError
     from femtogpt.compare import compare_models, lineage_sentences
     from femtogpt.tokenizer import TokenizerError
 
     try:
-        mf_a, mf_b = load_model_file(Path(model_a)), load_model_file(Path(model_b))
+        mf_a, mf_b = _model_file_or_fork(model_a), _model_file_or_fork(model_b)
         result = compare_models(mf_a, mf_b, reverse=reverse, align_layers=not by_name)
     except (ModelFileError, TokenizerError) as exc:
         raise UserError(str(exc)) from None
