@@ -8,7 +8,7 @@ speed only. Usage: `t = Threads(); t.set_for(n_elements); ...; t.restore()`, or 
 `run_split(tasks)` runs independent tasks (the model's batch shards) side by side, each with its
 share of the threads; with one thread it runs them one after another, with the same results.
 """
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numba
@@ -68,4 +68,5 @@ def run_split(tasks):
         first = with_share(tasks[0])
     finally:
         numba.set_num_threads(full)
+        wait(futures)  # even when the first task failed: no task may still run after we return
     return [first] + [f.result() for f in futures]

@@ -246,3 +246,29 @@ def test_op_profile_times_every_op_of_a_step():
     assert prof.seconds == snapshot
     table = profile_table({"wall_s_per_step": 0.01, "cpu_s_per_step": prof.seconds})
     assert table.count("\n") == len(prof.seconds) and "MatMul.backward" in table
+
+
+def test_run_split_waits_for_every_task_when_one_fails():
+    import threading
+    import time
+
+    import numba
+
+    from femtogpt.threads import run_split
+
+    finished = threading.Event()
+
+    def slow():
+        time.sleep(0.2)
+        finished.set()
+        return 2
+
+    def fails():
+        raise ValueError("bad shard")
+
+    before = numba.get_num_threads()
+    with pytest.raises(ValueError, match="bad shard"):
+        run_split([fails, slow])
+    assert finished.is_set() or before < 2  # with one thread the tasks run in order and stop early
+    assert numba.get_num_threads() == before
+    assert run_split([lambda: 1, slow]) == [1, 2]
