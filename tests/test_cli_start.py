@@ -12,3 +12,16 @@ def test_help_imports_no_engine():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_physical_cores_counts_hyperthread_siblings_once(tmp_path):
+    from femtogpt import physical_cores
+
+    # 4 logical CPUs on 2 cores: cpu0/cpu2 and cpu1/cpu3 are siblings
+    for cpu, siblings in enumerate(["0,2", "1,3", "0,2", "1,3"]):
+        d = tmp_path / f"cpu{cpu}" / "topology"
+        d.mkdir(parents=True)
+        (d / "thread_siblings_list").write_text(siblings + "\n")
+    assert physical_cores({0, 1, 2, 3}, sysfs=tmp_path) == 2
+    assert physical_cores({0, 2}, sysfs=tmp_path) == 1  # an affinity mask of one core's two threads
+    assert physical_cores({0, 7}, sysfs=tmp_path) is None  # no topology for cpu7: unknown

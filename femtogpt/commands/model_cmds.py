@@ -192,7 +192,7 @@ def warm_up_kernels(live):
 @click.option("--eval-every", type=click.IntRange(min=0), default=0,
               help="Validation loss every N steps (needs --val-fraction; default 100 when it is set).")
 @click.option("--reset-optimizer", is_flag=True, help="Drop the optimizer state first (warm-up restarts).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: all cores].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: one per physical core].")
 def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, decay_steps, seed,
           save_every, save_minutes, keep_best, val_fraction, eval_every, reset_optimizer, threads):
     """Train the model on a dataset, resuming exactly from the file's state.
