@@ -31,9 +31,28 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "NUMBA_NUM_THREADS" not in os.environ and physical_cores():
     os.environ["NUMBA_NUM_THREADS"] = str(physical_cores())
 
-# Numba caches compiled kernels beside the sources; an install there may be read-only, where Numba
-# would refuse to cache at all. Then use the user's cache directory instead.
-if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.dirname(__file__), os.W_OK):
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(os.path.expanduser("~"), ".cache", "femtogpt", "numba")
+
+
+def kernel_fingerprint(package_dir=os.path.dirname(__file__)):
+    """8 hex digits hashing the sources of every Numba kernel (ops/*.py, optim.py)."""
+    import zlib
+
+    crc = 0
+    ops = sorted(n for n in os.listdir(os.path.join(package_dir, "ops")) if n.endswith(".py"))
+    for name in [os.path.join("ops", n) for n in ops] + ["optim.py"]:
+        with open(os.path.join(package_dir, name), "rb") as f:
+            crc = zlib.crc32(f.read(), crc)
+    return f"{crc:08x}"
+
+
+# Compiled kernels are cached on disk, in a directory per fingerprint of the kernel sources: Numba's
+# own check notices edits to the file that defines a kernel but not to helpers it inlines from other
+# files (ops/fastmath.py, ops/dropout.py), and a stale kernel would compute the old function. Beside
+# the package when it is writable, else in the user's cache directory.
+if "NUMBA_CACHE_DIR" not in os.environ:
+    _here = os.path.dirname(__file__)
+    _base = (os.path.join(_here, "__pycache__", "numba") if os.access(_here, os.W_OK)
+             else os.path.join(os.path.expanduser("~"), ".cache", "femtogpt", "numba"))
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(_base, kernel_fingerprint(_here))
 
 __version__ = "0.1.0"

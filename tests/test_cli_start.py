@@ -25,3 +25,28 @@ def test_physical_cores_counts_hyperthread_siblings_once(tmp_path):
     assert physical_cores({0, 1, 2, 3}, sysfs=tmp_path) == 2
     assert physical_cores({0, 2}, sysfs=tmp_path) == 1  # an affinity mask of one core's two threads
     assert physical_cores({0, 7}, sysfs=tmp_path) is None  # no topology for cpu7: unknown
+
+
+def test_kernel_cache_directory_follows_the_kernel_sources(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import femtogpt
+    from femtogpt import kernel_fingerprint
+
+    package = Path(femtogpt.__file__).parent
+    copy = tmp_path / "femtogpt"
+    shutil.copytree(package / "ops", copy / "ops", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(package / "optim.py", copy / "optim.py")
+    before = kernel_fingerprint(str(copy))
+    assert before == kernel_fingerprint(str(package))
+    with open(copy / "ops" / "fastmath.py", "a") as f:  # a helper other kernels inline
+        f.write("\n# edited\n")
+    assert kernel_fingerprint(str(copy)) != before
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    out = subprocess.run([sys.executable, "-c", "import femtogpt, os; print(os.environ['NUMBA_CACHE_DIR'])"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(out).name == before and "numba" in Path(out).parts

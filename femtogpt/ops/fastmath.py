@@ -1,8 +1,9 @@
 """Vectorisable float32 math for the kernels: LLVM cannot vectorise calls to libm's scalar exp
 without SVML, and exp was about half of the attention forward and most of the cross-entropy.
 
-Note for development: Numba's on-disk cache does not notice edits to helpers imported from another
-file; after changing this file, delete the cache (`__pycache__/*.nbi`, `*.nbc` or $NUMBA_CACHE_DIR).
+Numba's on-disk cache does not notice edits to helpers imported from another file; femtogpt keeps
+one cache directory per hash of the kernel sources (femtogpt/__init__.py), so editing this file starts
+a fresh cache. With $NUMBA_CACHE_DIR set by hand, clear it after editing.
 """
 import numpy as np
 from numba import njit
