@@ -12,9 +12,10 @@ class TrainDisplay:
     at most one every `plain_interval` seconds (the model file keeps every step's loss anyway)."""
 
     def __init__(self, total_steps, start_step, tokens_per_step, live=None, console=None,
-                 plain_interval=1.0):
+                 plain_interval=1.0, quiet=False):
         self.total, self.start, self.tokens_per_step = total_steps, start_step, tokens_per_step
-        self.live = sys.stdout.isatty() if live is None else live
+        self.quiet = quiet  # no step lines at all (messages still print)
+        self.live = (sys.stdout.isatty() if live is None else live) and not quiet
         self.smoothed = None
         self.val = float("nan")
         self.t0 = time.perf_counter()
@@ -42,7 +43,7 @@ class TrainDisplay:
         if self.live:
             self.progress.update(self.task, completed=step, loss=loss, smooth=self.smoothed, lr=lr,
                                  tps=tps, val=self.val)
-        else:
+        elif not self.quiet:
             now = time.perf_counter()
             last = self.total is not None and self.done == self.total
             if self.last_line is not None and now - self.last_line < self.plain_interval and not last:

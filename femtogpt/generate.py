@@ -204,3 +204,17 @@ def generate(model, prompt_ids, count, temperature=1.0, top_k=0, top_p=1.0, seed
         if i + 1 < count:
             logits = gen.feed([nxt])
     return out
+
+
+def empty_prompt_start(tokenizer):
+    """The id to start from when there is no prompt: the newline token if it is one token, else 0."""
+    newline = [int(i) for i in tokenizer.encode("\n")]
+    return newline[0] if len(newline) == 1 else 0
+
+
+def sample_text(model, tokenizer, count, temperature=0.8, seed=None, prompt=""):
+    """`count` tokens sampled after `prompt` (empty: from a newline), decoded to text."""
+    ids = [int(i) for i in tokenizer.encode(prompt)]
+    out = generate(model, ids, count, temperature=temperature, seed=seed,
+                   start_id=empty_prompt_start(tokenizer) if not ids else 0)
+    return tokenizer.decode(out)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from femtogpt.checkpoint import new_log
 from femtogpt.evaluate import evaluate_tokens
+from femtogpt.generate import sample_text
 from femtogpt.training import NonFiniteLoss, sample_batch, train_step
 
 
@@ -27,6 +28,8 @@ class TrainOptions:
     val_fraction: float = 0.0       # held-out tail of the dataset (0: no validation)
     eval_every: int = 0             # steps between validation losses (0: never)
     eval_windows: int = 64          # cap on validation windows, to keep evaluation quick
+    sample_every: int = 0           # steps between printed samples (0: never)
+    sample_len: int = 100           # tokens per sample
 
 
 @dataclass
@@ -93,6 +96,10 @@ def run_training(session, tokens, options, save, display, should_stop=lambda: Fa
                         save_best()
                         result.best_step = opt.step
             display.step(opt.step, loss, lr, elapsed)
+            if options.sample_every and opt.step % options.sample_every == 0:
+                text = sample_text(model, session.tokenizer, options.sample_len,
+                                   seed=[options.seed, opt.step, 0x73616D70])
+                display.message(f"--- sample at step {opt.step} ---\n{text}")
             by_steps = options.save_every and (i + 1) % options.save_every == 0
             by_time = options.save_minutes and time.monotonic() - last_save >= 60 * options.save_minutes
             if (by_steps or by_time) and i + 1 < options.steps:

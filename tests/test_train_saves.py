@@ -86,3 +86,40 @@ def test_keep_best_needs_validation(model):
     assert r.exit_code != 0 and r.output.strip().splitlines() == [
         "Error: --keep-best needs --val-fraction: the best model is the one with the lowest validation loss"]
     assert not (model / "model.best.dat").exists()
+
+
+class _Messages(_Quiet):
+    def __init__(self):
+        self.messages = []
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+def test_samples_print_on_schedule_without_changing_training():
+    runs = []
+    for sample_every in (0, 4):
+        session, tokens = small_session()
+        display = _Messages()
+        run_training(session, tokens, TrainOptions(steps=8, seed=3, batch_size=2, sample_every=sample_every,
+                                                   sample_len=12), lambda: None, display)
+        runs.append((session.model.params.data.copy(), display.messages))
+    assert (runs[0][0] == runs[1][0]).all()  # sampling draws from its own stream
+    assert runs[0][1] == [] and [m.splitlines()[0] for m in runs[1][1]] == [
+        "--- sample at step 4 ---", "--- sample at step 8 ---"]
+    again = _Messages()
+    session, tokens = small_session()
+    run_training(session, tokens, TrainOptions(steps=8, seed=3, batch_size=2, sample_every=4, sample_len=12),
+                 lambda: None, again)
+    assert again.messages == runs[1][1]  # seeded by (seed, step)
+
+
+def test_quiet_train_and_prompt_file(model):
+    out = run("train", "--dataset", "d.txt", "--steps", 3, "--batch-size", 2, "--quiet").output
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Model model.dat") and lines[1].startswith("Saved model.dat at step 3")
+    (model / "p.txt").write_text("ba")
+    from_file = run("infer", "--prompt-file", "p.txt", "--count", 10, "--seed", 4).output
+    assert from_file == run("infer", "ba", "--count", 10, "--seed", 4).output
+    r = run("infer", "ba", "--prompt-file", "p.txt", ok=False)
+    assert r.exit_code != 0 and r.output.strip() == "Error: give either PROMPT or --prompt-file, not both"

@@ -191,10 +191,16 @@ def warm_up_kernels(live):
               help="Hold out this tail fraction of the dataset for validation.")
 @click.option("--eval-every", type=click.IntRange(min=0), default=0,
               help="Validation loss every N steps (needs --val-fraction; default 100 when it is set).")
+@click.option("--sample-every", type=click.IntRange(min=0), default=0,
+              help="Print a sample from the model every N steps (0: never).")
+@click.option("--sample-len", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Tokens per sample.")
+@click.option("--quiet", is_flag=True, help="No progress lines (samples, validation and the final line still print).")
 @click.option("--reset-optimizer", is_flag=True, help="Drop the optimizer state first (warm-up restarts).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: one per physical core].")
 def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, decay_steps, seed,
-          save_every, save_minutes, keep_best, val_fraction, eval_every, reset_optimizer, threads):
+          save_every, save_minutes, keep_best, val_fraction, eval_every, sample_every, sample_len, quiet,
+          reset_optimizer, threads):
     """Train the model on a dataset, resuming exactly from the file's state.
 
     \b
@@ -213,7 +219,7 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     from femtogpt.display import TrainDisplay
     from femtogpt.trainer import TrainOptions, run_training
 
-    live = sys.stdout.isatty()
+    live = sys.stdout.isatty() and not quiet
     tokens = load_dataset_tokens(session.tokenizer, dataset, live)
     if reset_optimizer:
         session.reset_optimizer()
@@ -222,7 +228,8 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
         eval_every = 100
     options = TrainOptions(steps=steps, seed=session.seed if seed is None else seed,
                            batch_size=batch_size, dropout=dropout, save_every=save_every,
-                           save_minutes=save_minutes, val_fraction=val_fraction, eval_every=eval_every)
+                           save_minutes=save_minutes, val_fraction=val_fraction, eval_every=eval_every,
+                           sample_every=sample_every, sample_len=sample_len)
     dataset_info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}
     best_path, best_loss = None, float("inf")
     if keep_best:
@@ -237,7 +244,7 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     warm_up_kernels(live)
     stop = _StopFlag()
     previous = signal.signal(signal.SIGINT, stop)
-    display = TrainDisplay(steps, session.step, batch_size * hp.num_tokens, live=live)
+    display = TrainDisplay(steps, session.step, batch_size * hp.num_tokens, live=live, quiet=quiet)
     try:
         result = run_training(session, tokens, options, lambda: save_session(session, model_path),
                               display, should_stop=lambda: stop.requested, dataset_info=dataset_info,
@@ -298,24 +305,30 @@ def previous_best_loss(best_path, session, dataset_hash, val_fraction):
 @click.option("--top-p", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0,
               help="Keep the smallest set of tokens with this much probability (1: off).")
 @click.option("--seed", type=int, default=None, help="Seed for sampling [default: random].")
-def infer(model_path, prompt, count, temperature, top_k, top_p, seed):
+@click.option("--prompt-file", type=click.Path(dir_okay=False), default=None,
+              help="Read the prompt from this UTF-8 file instead of PROMPT.")
+def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_file):
     """Print PROMPT followed by a sampled continuation, streamed as it is generated.
 
     Order: logits / temperature, then top-k, then top-p, then sample. A prompt longer than the
     context keeps its last tokens; the context slides when full.
     """
+    if prompt_file is not None:
+        if prompt:
+            raise UserError("give either PROMPT or --prompt-file, not both")
+        try:
+            prompt = Path(prompt_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--prompt-file {prompt_file}: {getattr(exc, 'strerror', None) or exc}") from None
     session = open_session(model_path)
-    from femtogpt.generate import generate
+    from femtogpt.generate import empty_prompt_start, generate
 
     tok = session.tokenizer
     prompt_ids = [int(i) for i in tok.encode(prompt)]
     unknown = tok.count_unknown(prompt) if tok.unk_id is not None else 0
     if unknown:
         click.echo(f"warning: {unknown} character(s) of the prompt are not in the vocabulary (<unk>)", err=True)
-    start_id = None
-    if not prompt_ids:
-        newline = [int(i) for i in tok.encode("\n")]
-        start_id = newline[0] if len(newline) == 1 else 0
+    start_id = None if prompt_ids else empty_prompt_start(tok)
     click.echo(prompt, nl=False)
     generated, shown = [], [0]
 
