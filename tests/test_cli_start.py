@@ -50,3 +50,24 @@ def test_kernel_cache_directory_follows_the_kernel_sources(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import femtogpt, os; print(os.environ['NUMBA_CACHE_DIR'])"],
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(out).name == before and "numba" in Path(out).parts
+
+
+def test_blas_is_single_threaded_even_when_numpy_came_first():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy\n"
+            "from femtogpt.blas import blas_threads\n"
+            "before = blas_threads()\n"
+            "import femtogpt.ops.matmul\n"
+            "print(before, blas_threads())\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["OMP_NUM_THREADS"] = "2"  # OpenBLAS would otherwise start with one thread per core
+    before, after = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True).stdout.split()
+    if after == "None":
+        import pytest
+
+        pytest.skip("no OpenBLAS found among the loaded libraries (not Linux, or another BLAS)")
+    assert after == "1"

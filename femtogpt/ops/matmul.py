@@ -22,7 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from femtogpt.autograd import Function
+from femtogpt.blas import set_blas_threads
 from femtogpt.ops.reduce import column_sum, num_chunks
+
+set_blas_threads()  # in case NumPy was imported before femtogpt (see femtogpt/blas.py)
 
 _MAX_PARTS = 4  # threads of the pool, at most
 _GEMM_MAX_PARTS = 2
