@@ -70,4 +70,4 @@ def test_blas_is_single_threaded_even_when_numpy_came_first():
         import pytest
 
         pytest.skip("no OpenBLAS found among the loaded libraries (not Linux, or another BLAS)")
-    assert after == "1"
+    assert (before, after) == ("2", "1")
