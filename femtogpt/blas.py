@@ -14,14 +14,25 @@ _NAMES = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
           "scipy_openblas_set_num_threads", "openblas_set_num_threads64_")
 
 
+def openblas_paths(maps_lines):
+    """The OpenBLAS library paths among /proc/self/maps lines (address perms offset dev inode path;
+    the path may hold spaces)."""
+    paths = set()
+    for line in maps_lines:
+        fields = line.split(None, 5)
+        if len(fields) == 6 and "openblas" in fields[5].lower():
+            paths.add(fields[5].strip().removesuffix(" (deleted)"))
+    return sorted(paths)
+
+
 def _libraries():
     try:
         with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
+            paths = openblas_paths(f)
     except OSError:
         return []
     libs = []
-    for path in sorted(paths):
+    for path in paths:
         try:
             libs.append(ctypes.CDLL(path))
         except OSError:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numba
+import numpy as np
 
 SERIAL_BELOW = 1 << 15  # elements of the data an op touches
 
@@ -46,14 +47,29 @@ def serial_if_small(size):
 
 
 _shard_pool = None
+_concurrent_ok = None
+
+
+def concurrent_kernels_ok():
+    """Can two Python threads run parallel kernels at once? Not under Numba's workqueue layer (the
+    fallback when neither OpenMP nor TBB loads, e.g. macOS without libomp): it aborts the process."""
+    global _concurrent_ok
+    if _concurrent_ok is None:
+        from femtogpt.ops.reduce import add_into
+
+        one = np.zeros(1)
+        add_into(one, one)  # any parallel kernel: the threading layer is chosen on the first launch
+        _concurrent_ok = numba.threading_layer() in ("omp", "tbb")
+    return _concurrent_ok
 
 
 def run_split(tasks):
     """[task() for task in tasks], run concurrently when Numba has a thread per task (each task's
-    kernels then get threads // len(tasks) threads; the calling thread runs the first task)."""
+    kernels then get threads // len(tasks) threads; the calling thread runs the first task). Under
+    a threading layer that is not thread-safe the tasks run one after another (same results)."""
     global _shard_pool
     full = numba.get_num_threads()
-    if full < 2 or len(tasks) < 2:
+    if full < 2 or len(tasks) < 2 or not concurrent_kernels_ok():
         return [task() for task in tasks]
     share = max(1, full // len(tasks))
 

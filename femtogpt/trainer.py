@@ -92,8 +92,7 @@ def run_training(session, tokens, options, save, display, should_stop=lambda: Fa
                 display.validation(opt.step, val)
                 if val < result.best_loss:
                     result.best_loss = val
-                    if save_best is not None:
-                        save_best()
+                    if save_best is not None and save_best() is not False:  # False: it failed
                         result.best_step = opt.step
             display.step(opt.step, loss, lr, elapsed)
             if options.sample_every and opt.step % options.sample_every == 0:

@@ -71,3 +71,17 @@ def test_blas_is_single_threaded_even_when_numpy_came_first():
 
         pytest.skip("no OpenBLAS found among the loaded libraries (not Linux, or another BLAS)")
     assert (before, after) == ("2", "1")
+
+
+def test_openblas_paths_with_spaces():
+    from femtogpt.blas import openblas_paths
+
+    lines = [
+        "7f00-7f10 r-xp 00000000 08:01 123 /home/u/My Projects/.venv/numpy.libs/libscipy_openblas64_-x.so\n",
+        "7f10-7f20 r--p 00010000 08:01 123 /home/u/My Projects/.venv/numpy.libs/libscipy_openblas64_-x.so\n",
+        "7f20-7f30 rw-p 00000000 00:00 0 \n",
+        "7f30-7f40 r-xp 00000000 08:01 9 /usr/lib/libopenblas.so.0 (deleted)\n",
+        "7f40-7f50 r-xp 00000000 08:01 7 /usr/lib/libc.so.6\n",
+    ]
+    assert openblas_paths(lines) == ["/home/u/My Projects/.venv/numpy.libs/libscipy_openblas64_-x.so",
+                                     "/usr/lib/libopenblas.so.0"]

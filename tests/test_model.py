@@ -139,12 +139,14 @@ print(" ".join(np.float32(x).tobytes().hex() for x in losses),
 
 def test_same_seed_same_losses_for_any_thread_count():
     outputs = []
-    for threads in ("1", "2", "4"):  # 4: each batch shard's kernels and products use 2 threads
-        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+    # 4: each batch shard's kernels and products use 2 threads; workqueue: Numba's fallback
+    # threading layer, which aborts if two threads launch kernels at once, so shards take turns
+    for threads, layer in (("1", "default"), ("2", "default"), ("4", "default"), ("2", "workqueue")):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "NUMBA_THREADING_LAYER": layer}
         out = subprocess.run([sys.executable, "-c", _TEN_STEPS], env=env, check=True,
                              capture_output=True, text=True).stdout
         outputs.append(out)
-    assert outputs[0] == outputs[1] == outputs[2]
+    assert outputs[0] == outputs[1] == outputs[2] == outputs[3]
     assert len(outputs[0].split()) == 11
 
 

@@ -1,5 +1,6 @@
 """When training saves: by steps, by minutes, and the --keep-best file."""
 import math
+import time
 
 import pytest
 
@@ -27,13 +28,23 @@ def small_session():
 
 def test_saves_by_minutes_as_well_as_by_steps(monkeypatch):
     session, tokens = small_session()
-    clock = iter(range(0, 10_000, 25))  # every look at the clock is 25 s later
-    monkeypatch.setattr(trainer.time, "monotonic", lambda: next(clock))
+    clock = [0.0]  # each step takes 25 s on this clock, however often the trainer reads it
+    real_step = trainer.train_step
+
+    def slow_step(*args, **kw):
+        clock[0] += 25.0
+        return real_step(*args, **kw)
+
+    class FakeTime:
+        monotonic = staticmethod(lambda: clock[0])
+        perf_counter = staticmethod(time.perf_counter)
+
+    monkeypatch.setattr(trainer, "train_step", slow_step)
+    monkeypatch.setattr(trainer, "time", FakeTime)
     saves = []
     run_training(session, tokens, TrainOptions(steps=10, seed=0, batch_size=2, save_every=0, save_minutes=1),
                  lambda: saves.append(session.step), _Quiet())
-    # the clock starts at 0 and reads 25, 50, 75 s ... after each step: a save once 60 s have passed
-    # since the last one, then the final save
+    # a save once a minute has passed since the last one (steps 3, 6, 9: 75 s each), then the final one
     assert saves == [3, 6, 9, 10]
 
 
@@ -123,3 +134,40 @@ def test_quiet_train_and_prompt_file(model):
     assert from_file == run("infer", "ba", "--count", 10, "--seed", 4).output
     r = run("infer", "ba", "--prompt-file", "p.txt", ok=False)
     assert r.exit_code != 0 and r.output.strip() == "Error: give either PROMPT or --prompt-file, not both"
+
+
+def test_keep_best_refuses_another_models_best_file_and_survives_a_failing_save(model, monkeypatch):
+    common = ["--dataset", "d.txt", "--batch-size", 4, "--val-fraction", 0.2, "--eval-every", 5, "--keep-best"]
+    run("train", "--steps", 5, *common)
+    run("init", "--num-tokens", 8, "--embedding-degree", 8, "--num-layers", 1, "--num-heads", 2, "--seed", 2,
+        "--force")
+    before = (model / "model.best.dat").read_bytes()
+    r = run("train", "--steps", 5, *common, ok=False)
+    assert r.exit_code != 0 and r.output.strip().splitlines()[-1].startswith(
+        "Error: model.best.dat is the best file of another model")
+    assert (model / "model.best.dat").read_bytes() == before
+    (model / "model.best.dat").unlink()
+    # the best file cannot be written (a full disk, say): warn, train on, and still save the model
+    from femtogpt.commands import model_cmds
+    from femtogpt.commands.common import UserError
+
+    real_save = model_cmds.save_session
+
+    def failing(session, path):
+        if str(path).endswith("model.best.dat"):
+            raise UserError(f"{path}: cannot save: no space left on device; nothing was written")
+        real_save(session, path)
+
+    monkeypatch.setattr(model_cmds, "save_session", failing)
+    r = run("train", "--steps", 10, *common)
+    assert "warning: model.best.dat: cannot save: no space left on device" in r.output
+    assert "training goes on" in r.output and "Saved model.dat at step 10" in r.output
+    assert "saved in model.best.dat" not in r.output
+    assert load(model / "model.dat").step == 10 and not (model / "model.best.dat").exists()
+
+
+def test_export_refuses_to_overwrite_its_own_model(model):
+    before = (model / "model.dat").read_bytes()
+    r = run("export", "--out", "model.dat", "--format", "npz", "--force", ok=False)
+    assert r.exit_code != 0 and r.output.strip() == "Error: --out model.dat is the model file itself; choose another name"
+    assert (model / "model.dat").read_bytes() == before

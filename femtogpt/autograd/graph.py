@@ -33,7 +33,8 @@ _profile = None  # an OpProfile while profiling (femtogpt bench --profile), else
 
 class OpProfile:
     """Seconds spent in each op's forward and backward, by op class, summed over every call and over
-    the threads of the batch shards (so it is CPU time, not wall time)."""
+    the threads of the batch shards (each call's wall time on its own thread; the shards overlap, so
+    the sum exceeds the step's wall time)."""
 
     def __init__(self):
         self.seconds = {}

@@ -19,7 +19,11 @@ def export(model_path, out_path, fmt, force):
     from femtogpt.commands.model_cmds import check_new_file, open_session
     from femtogpt.export import export as write_export
 
+    import os
+
     fmt = fmt or ("npz" if out_path.lower().endswith(".npz") else "safetensors")
+    if os.path.realpath(out_path) == os.path.realpath(model_path):
+        raise UserError(f"--out {out_path} is the model file itself; choose another name")
     check_new_file(out_path, force)
     session = open_session(model_path)
     try:

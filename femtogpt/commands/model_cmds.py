@@ -181,7 +181,8 @@ def warm_up_kernels(live):
 @click.option("--warmup", type=click.IntRange(min=0), default=100, help="Linear warm-up steps from 0.")
 @click.option("--decay-steps", type=click.IntRange(min=1), default=50_000, help="Linear decay steps after warm-up.")
 @click.option("--seed", type=int, default=None, help="Seed for batches and dropout [default: the file's seed].")
-@click.option("--save-every", type=click.IntRange(min=0), default=100, help="Save every N steps (0: only at the end).")
+@click.option("--save-every", type=click.IntRange(min=0), default=100,
+              help="Save every N steps (0: by time and at the end only).")
 @click.option("--save-minutes", type=click.FloatRange(min=0.0), default=10.0, show_default=True,
               help="Also save when this many minutes have passed since the last save (0: off).")
 @click.option("--keep-best", is_flag=True,
@@ -248,7 +249,7 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     try:
         result = run_training(session, tokens, options, lambda: save_session(session, model_path),
                               display, should_stop=lambda: stop.requested, dataset_info=dataset_info,
-                              save_best=best_path and (lambda: save_session(session, best_path)),
+                              save_best=best_path and (lambda: save_best(session, best_path)),
                               best_loss=best_loss)
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -270,6 +271,17 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
         sys.exit(130)
 
 
+def save_best(session, best_path):
+    """Save the --keep-best file; a failure there warns and training goes on (the model itself is
+    still saved on schedule)."""
+    try:
+        save_session(session, best_path)
+        return True
+    except UserError as exc:
+        click.echo(f"warning: {exc.message}; training goes on", err=True)
+        return False
+
+
 def best_file_path(model_path):
     """model.dat -> model.best.dat (the --keep-best file beside the model)."""
     path = Path(model_path)
@@ -287,12 +299,17 @@ def previous_best_loss(best_path, session, dataset_hash, val_fraction):
         logs = peek_header(best_path)["logs"]
     except ModelFileError as exc:
         raise UserError(f"{exc} (the --keep-best file; move it away to start a new one)") from None
+    if not (logs and session.logs and logs[0]["id"] == session.logs[0]["id"]):
+        raise UserError(f"{best_path} is the best file of another model (a different init); move it "
+                        f"away or train without --keep-best")
     sessions = [log for log in logs if log["kind"] == "TrainSession"]
     evals = [log for log in logs if log["kind"] == "Eval"]
-    same = (logs and session.logs and logs[0]["id"] == session.logs[0]["id"] and sessions and evals
-            and sessions[-1].get("dataset_hash") == dataset_hash
-            and sessions[-1].get("val_fraction") == val_fraction)
-    return float(evals[-1]["val_loss"]) if same else float("inf")
+    if (sessions and evals and sessions[-1].get("dataset_hash") == dataset_hash
+            and sessions[-1].get("val_fraction") == val_fraction):
+        return float(evals[-1]["val_loss"])
+    click.echo(f"note: {best_path} was judged on other validation data; this run's first validation "
+               f"loss replaces it")
+    return float("inf")
 
 
 @click.command()

@@ -92,6 +92,8 @@ def causal_softmax_backward(dS, P, key, p, scale):
 def _heads(a, T, NH, part):
     """(B, NH, T, hs) view of block `part` (0 = q, 1 = k, 2 = v) of a (B*T, 3C) array, or of a
     (B*T, C) array when part is None."""
+    # a reshape of a non-contiguous array would be a copy, and products written into it lost
+    assert a.flags.c_contiguous, "attention works on C-contiguous (rows, columns) arrays"
     B = a.shape[0] // T
     if part is None:
         return a.reshape(B, T, NH, -1).transpose(0, 2, 1, 3)

@@ -17,6 +17,7 @@ enough that a cut costs little (smaller blocks pack the weights again: four bloc
 threads to use: each matrix of a stack is its own BLAS call, so any cut gives the same bits.
 """
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,6 +34,7 @@ _GEMM_MIN_PART_ROWS = 256
 _GEMM_MIN_PART_FLOPS = 256_000_000
 _MIN_PART_FLOPS = 4_000_000  # batched products: smaller parts are not worth a thread hand-off
 _pool = None
+_pool_lock = threading.Lock()
 
 
 def _workers():
@@ -59,8 +61,9 @@ def _run_blocks(blocks, run_block):
         run(blocks)
         return
     groups = [blocks[w * parts // workers:(w + 1) * parts // workers] for w in range(workers)]
-    if _pool is None:  # shared by the batch shards' threads, so room for several callers at once
-        _pool = ThreadPoolExecutor(max_workers=2 * _MAX_PARTS, thread_name_prefix="femtogpt-gemm")
+    with _pool_lock:  # shared by the batch shards' threads, so room for several callers at once
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2 * _MAX_PARTS, thread_name_prefix="femtogpt-gemm")
     futures = [_pool.submit(run, group) for group in groups[1:]]
     run(groups[0])
     for f in futures:
