@@ -8,6 +8,7 @@ speed only. Usage: `t = Threads(); t.set_for(n_elements); ...; t.restore()`, or 
 `run_split(tasks)` runs independent tasks (the model's batch shards) side by side, each with its
 share of the threads; with one thread it runs them one after another, with the same results.
 """
+import functools
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
@@ -79,10 +80,18 @@ def run_split(tasks):
 
     if _shard_pool is None or _shard_pool._max_workers < len(tasks) - 1:
         _shard_pool = ThreadPoolExecutor(max_workers=len(tasks) - 1, thread_name_prefix="femtogpt-shard")
-    futures = [_shard_pool.submit(with_share, task) for task in tasks[1:]]
     try:
-        first = with_share(tasks[0])
+        return run_alongside(_shard_pool, [functools.partial(with_share, task) for task in tasks])
     finally:
         numba.set_num_threads(full)
-        wait(futures)  # even when the first task failed: no task may still run after we return
+
+
+def run_alongside(pool, tasks):
+    """[task() for task in tasks]: tasks[1:] on `pool`, tasks[0] on the calling thread. Returns only
+    when every task has finished, even when one failed: no task may still write after we return."""
+    futures = [pool.submit(task) for task in tasks[1:]]
+    try:
+        first = tasks[0]()
+    finally:
+        wait(futures)
     return [first] + [f.result() for f in futures]

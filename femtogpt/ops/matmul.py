@@ -16,15 +16,17 @@ enough that a cut costs little (smaller blocks pack the weights again: four bloc
 (model.py), so on two cores its products are never cut. `batched_gemm` cuts only when it has
 threads to use: each matrix of a stack is its own BLAS call, so any cut gives the same bits.
 """
-import os
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 
 from femtogpt.autograd import Function
 from femtogpt.blas import set_blas_threads
 from femtogpt.ops.reduce import column_sum, num_chunks
+from femtogpt.threads import run_alongside
 
 set_blas_threads()  # in case NumPy was imported before femtogpt (see femtogpt/blas.py)
 
@@ -38,13 +40,7 @@ _pool_lock = threading.Lock()
 
 
 def _workers():
-    try:
-        import numba
-
-        threads = numba.get_num_threads()
-    except Exception:  # pragma: no cover - numba is a dependency; be safe anyway
-        threads = os.cpu_count() or 1
-    return max(1, min(threads, _MAX_PARTS))
+    return max(1, min(numba.get_num_threads(), _MAX_PARTS))
 
 
 def _run_blocks(blocks, run_block):
@@ -64,10 +60,7 @@ def _run_blocks(blocks, run_block):
     with _pool_lock:  # shared by the batch shards' threads, so room for several callers at once
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=2 * _MAX_PARTS, thread_name_prefix="femtogpt-gemm")
-    futures = [_pool.submit(run, group) for group in groups[1:]]
-    run(groups[0])
-    for f in futures:
-        f.result()
+    run_alongside(_pool, [functools.partial(run, group) for group in groups])
 
 
 def _blocks(n, parts):
