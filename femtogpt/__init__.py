@@ -28,9 +28,10 @@ def physical_cores(cpus=None, sysfs="/sys/devices/system/cpu"):
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-if "NUMBA_NUM_THREADS" not in os.environ and physical_cores():
-    os.environ["NUMBA_NUM_THREADS"] = str(physical_cores())
-
+if "NUMBA_NUM_THREADS" not in os.environ:
+    _cores = physical_cores()
+    if _cores:
+        os.environ["NUMBA_NUM_THREADS"] = str(_cores)
 
 
 def kernel_fingerprint(package_dir=os.path.dirname(__file__)):

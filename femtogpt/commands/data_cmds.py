@@ -43,7 +43,7 @@ def demo(workdir, seconds, seed):
     from femtogpt.config import Hyperparameters
     from femtogpt.display import TrainDisplay
     from femtogpt.dummy import generate_text
-    from femtogpt.generate import generate
+    from femtogpt.generate import sample_text
     from femtogpt.session import create
     from femtogpt.tokenizer import build_tokenizer
     from femtogpt.trainer import TrainOptions, run_training
@@ -76,10 +76,8 @@ def demo(workdir, seconds, seed):
     last = f"; loss {result.last_loss:.4f}" if result is not None else ""
     click.echo(f"Trained {session.step} steps{last}. Saved {model_path}.")
     click.echo("Samples (prompt: a newline):")
-    newline = int(tok.encode("\n")[0])
     for k in range(3):
-        ids = generate(session.model, [newline], 40, temperature=0.8, seed=seed + k)
-        click.echo("  " + tok.decode(ids).replace("\n", " "))
+        click.echo("  " + sample_text(session.model, tok, 40, temperature=0.8, seed=seed + k).replace("\n", " "))
     click.echo(f"Next: femtogpt train --model {model_path} --dataset {dataset} --steps 500")
     if result is not None and result.failure:
         raise UserError(result.failure)
