@@ -49,15 +49,20 @@ def bench_config(name, steps=10, warmup=3, batch=32, gen_tokens=100, seed=0, pro
     model = GPT(hp, Parameters(hp).init_reference(seed))
     opt = AdamW(model.params, OptimizerConfig())
     rng = np.random.default_rng(seed)
-    fwd, bwd, upd, total, losses = [], [], [], [], []
-    for i in range(warmup + steps):
+
+    def step(timings=None):
+        """One training step as `train` runs it; returns (loss, start, end of gradients, end)."""
         ids, targets = rng.integers(0, V, (batch, T)), rng.integers(0, V, (batch, T))
-        timings = {}
         t0 = time.perf_counter()
-        loss = model.loss_and_grad(ids, targets, timings=timings)  # as `train` runs a step
+        loss = model.loss_and_grad(ids, targets, timings=timings)
         t2 = time.perf_counter()
         opt.update(lr=1e-3)
-        t3 = time.perf_counter()
+        return loss, t0, t2, time.perf_counter()
+
+    fwd, bwd, upd, total, losses = [], [], [], [], []
+    for i in range(warmup + steps):
+        timings = {}
+        loss, t0, t2, t3 = step(timings)
         t1 = timings["forward_end"]  # shard 0's forward; the shards run side by side
         losses.append(loss)
         if i >= warmup:
@@ -68,12 +73,10 @@ def bench_config(name, steps=10, warmup=3, batch=32, gen_tokens=100, seed=0, pro
         with OpProfile() as prof:
             t0 = time.perf_counter()
             for _ in range(steps):
-                model.loss_and_grad(rng.integers(0, V, (batch, T)), rng.integers(0, V, (batch, T)))
-                t1 = time.perf_counter()
-                opt.update(lr=1e-3)
-                prof.seconds["AdamW.update"] = prof.seconds.get("AdamW.update", 0.0) + time.perf_counter() - t1
+                _, _, t2, t3 = step()
+                prof.add("AdamW.update", t3 - t2)
             wall = (time.perf_counter() - t0) / steps
-        ops = {"wall_s_per_step": wall, "cpu_s_per_step": {k: v / steps for k, v in prof.seconds.items()}}
+        ops = {"wall_s_per_step": wall, "op_s_per_step": {k: v / steps for k, v in prof.seconds.items()}}
     # generation at this config's context: KV cache vs a full forward per token (the reference's way)
     prompt = [int(x) for x in rng.integers(0, V, 8)]
     generate(model, prompt, 4, temperature=0)

@@ -40,8 +40,7 @@ class OpProfile:
         self.seconds = {}
         self._lock = threading.Lock()
 
-    def add(self, fn, direction, seconds):
-        key = f"{type(fn).__name__}.{direction}"
+    def add(self, key, seconds):
         with self._lock:
             self.seconds[key] = self.seconds.get(key, 0.0) + seconds
 
@@ -62,7 +61,7 @@ def _timed(fn, direction, call, *args):
     try:
         return call(*args)
     finally:
-        _profile.add(fn, direction, time.perf_counter() - t0)
+        _profile.add(f"{type(fn).__name__}.{direction}", time.perf_counter() - t0)
 
 
 class Tensor:
