@@ -1,7 +1,7 @@
 """`export`: the weights as plain tensors (safetensors or NumPy .npz) for use outside femtogpt."""
 import click
 
-from femtogpt.commands.common import UserError, model_option
+from femtogpt.commands.common import UserError, model_option, same_file
 
 
 @click.command()
@@ -19,10 +19,8 @@ def export(model_path, out_path, fmt, force):
     from femtogpt.commands.model_cmds import check_new_file, open_session
     from femtogpt.export import export as write_export
 
-    import os
-
     fmt = fmt or ("npz" if out_path.lower().endswith(".npz") else "safetensors")
-    if os.path.realpath(out_path) == os.path.realpath(model_path):
+    if same_file(out_path, model_path):
         raise UserError(f"--out {out_path} is the model file itself; choose another name")
     check_new_file(out_path, force)
     session = open_session(model_path)

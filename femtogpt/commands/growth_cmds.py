@@ -5,7 +5,7 @@ module level (`femtogpt --help` must not load the engine).
 """
 import click
 
-from femtogpt.commands.common import UserError
+from femtogpt.commands.common import UserError, same_file
 from femtogpt.commands.model_cmds import (build_tokenizer_from_flags, check_new_file, open_session,
                                           save_session, tokenizer_options)
 
@@ -93,10 +93,7 @@ def insert_layer(input_path, output_path, index, init, reset_optimizer, seed, fo
     The optimizer moments of every moved tensor move with it and the step is kept (no warm-up
     restart); the new layer's moments start at zero. The logs record InsertLayer.
     """
-    import os
-
-    same = os.path.exists(output_path) and os.path.exists(input_path) and os.path.samefile(input_path, output_path)
-    if not same:
+    if not same_file(input_path, output_path):
         check_new_file(output_path, force)
     session = open_session(input_path)
     L = session.hp.num_layers
