@@ -4,7 +4,7 @@
 
 The reference's mask.py defined mask(s, threshold=0.001, replacement="x") but never imported
 `random`, so it could not run, and nothing used it. Here it is seeded, reads a file or stdin, and
-checks its arguments; the function is femtogpt.dummy.mask.
+checks its arguments; the function is femtogpt.tasks.toy_data.mask.
 """
 import argparse
 import random
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from femtogpt.dummy import mask, write_output  # noqa: E402
+from femtogpt.tasks.toy_data import mask, write_output  # noqa: E402
 
 
 def main(argv=None):

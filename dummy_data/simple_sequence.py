@@ -2,7 +2,7 @@
 
     python dummy_data/simple_sequence.py [--seed N] [--size N] [--out FILE] > dataset.txt
 
-A thin wrapper over femtogpt.dummy (also: femtogpt dummy-data simple_sequence). Runs from a checkout without
+A thin wrapper over femtogpt.tasks.toy_data (also: femtogpt dummy-data simple_sequence). Runs from a checkout without
 installing: the repository root is put on sys.path.
 """
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from femtogpt.dummy import script_main  # noqa: E402
+from femtogpt.tasks.toy_data import script_main  # noqa: E402
 
 if __name__ == "__main__":
     script_main("simple_sequence")

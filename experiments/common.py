@@ -24,13 +24,13 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from femtogpt.checkpoint import new_log, train_step_log  # noqa: E402
+from femtogpt.io.model_file import new_log, train_step_log  # noqa: E402
 from femtogpt.config import Hyperparameters  # noqa: E402
-from femtogpt.dummy import file_text  # noqa: E402
-from femtogpt.evaluate import evaluate_tokens  # noqa: E402
-from femtogpt.session import create  # noqa: E402
-from femtogpt.tokenizer import build_tokenizer  # noqa: E402
-from femtogpt.training import sample_batch, train_step  # noqa: E402
+from femtogpt.tasks.toy_data import file_text  # noqa: E402
+from femtogpt.train.evaluate import evaluate_tokens  # noqa: E402
+from femtogpt.io.checkpoint import create  # noqa: E402
+from femtogpt.text.tokenizer import build_tokenizer  # noqa: E402
+from femtogpt.train.step import sample_batch, train_step  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 
@@ -157,13 +157,13 @@ def train(session, tokens, steps, seed, curve=None, dropout=0.0, batch_size=32, 
 
 
 def score(session, task, samples=None, seed=0, temperature=None):
-    from femtogpt.scoring import run_task
+    from femtogpt.tasks.scoring import run_task
 
     return run_task(session.model, session.tokenizer, task, samples, seed, temperature)
 
 
 def greedy(session, prompt, count):
-    from femtogpt.generate import generate
+    from femtogpt.model.generate import generate
 
     tok = session.tokenizer
     return tok.decode(generate(session.model, [int(i) for i in tok.encode(prompt)], count, temperature=0))
@@ -200,8 +200,8 @@ def write_results(args, name, data, wall_seconds):
 
 
 def plot(args, name, series, title, events=(), hlines=(), ylabel="loss", xlabel="step"):
-    """results/<name>.png if matplotlib is installed; series as femtogpt.plotting.plot_series."""
-    from femtogpt.plotting import have_matplotlib, plot_series
+    """results/<name>.png if matplotlib is installed; series as femtogpt.tools.plotting.plot_series."""
+    from femtogpt.tools.plotting import have_matplotlib, plot_series
 
     if not have_matplotlib():
         say("matplotlib not installed: no picture (pip install 'femtogpt[plot]')")
@@ -214,7 +214,7 @@ def plot(args, name, series, title, events=(), hlines=(), ylabel="loss", xlabel=
 
 def curve_series(curve, label, color=None, smooth_window=10, with_val=True, offset=0):
     """Plot series of a Curve: smoothed training loss, and validation points if any."""
-    from femtogpt.plotting import smooth
+    from femtogpt.tools.plotting import smooth
 
     kw = {} if color is None else {"color": color}
     xs = [offset + i + 1 for i in range(len(curve.train))]

@@ -17,7 +17,7 @@ and #30's probe "acbafbe3" (answer "gih;").
 import time
 
 import common as C
-from femtogpt.surgery import insert_layer
+from femtogpt.growth.surgery import insert_layer
 
 FORK = {
     "simple_sequence": {"none": [[0.7596, 0.7472], [0.7716, 0.7554], [0.7581, 0.7657]],

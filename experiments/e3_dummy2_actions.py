@@ -98,7 +98,7 @@ def main():
 
 
 def run_foundation(args, tok, size, train_tokens, val_tokens, every, samples, t_start):
-    from femtogpt.surgery import init_with
+    from femtogpt.growth.surgery import init_with
 
     code = C.encode(tok, C.code_corpus(20_000 if args.smoke else None))
     f_steps, steps = (4, 6) if args.smoke else (1000, args.foundation_steps)

@@ -18,7 +18,7 @@ at checkpoints: simple_sequence on its 40 phases (letters and delimiters apart),
 import time
 
 import common as C
-from femtogpt.surgery import init_with
+from femtogpt.growth.surgery import init_with
 
 FORK = {"simple_sequence": {"scratch": "0/3 prompts (delimiters right, letters wrong), 442-1000 steps",
                             "init_with": "3/3 prompts after 398 steps (E162 L6 H6)"},

@@ -20,7 +20,7 @@ for 30S/8 steps, and L4 trained on for 30S/4 steps. Validation loss on held-out 
 import time
 
 import common as C
-from femtogpt.surgery import insert_layer
+from femtogpt.growth.surgery import insert_layer
 
 FORK = {"#48": {"grown_l13": [1.525, 1.511, 1.546], "scratch_l12_2000": [1.492, 1.686, 1.606],
                 "verdict": "failure: no gain over scratch"},

@@ -39,8 +39,8 @@ def kernel_fingerprint(package_dir=os.path.dirname(__file__)):
     import zlib
 
     crc = 0
-    ops = sorted(n for n in os.listdir(os.path.join(package_dir, "ops")) if n.endswith(".py"))
-    for name in [os.path.join("ops", n) for n in ops] + ["optim.py"]:
+    ops = sorted(n for n in os.listdir(os.path.join(package_dir, "engine", "ops")) if n.endswith(".py"))
+    for name in [os.path.join("engine", "ops", n) for n in ops] + [os.path.join("engine", "optim.py")]:
         with open(os.path.join(package_dir, name), "rb") as f:
             crc = zlib.crc32(f.read(), crc)
     return f"{crc:08x}"

@@ -6,7 +6,7 @@ analytic gradient (from the op's backward through a Graph) is compared with
 """
 import numpy as np
 
-from femtogpt.autograd import Graph, Tensor
+from femtogpt.engine.autograd import Graph, Tensor
 
 
 def numeric_grad(f, x, h=1e-6):

@@ -3,8 +3,8 @@
 import numpy as np
 
 from femtogpt.config import Hyperparameters
-from femtogpt.model import GPT
-from femtogpt.params import Parameters
+from femtogpt.model.gpt import GPT
+from femtogpt.engine.params import Parameters
 
 
 def make_test_model(dtype=np.float64, seed=0, **kw):

@@ -8,8 +8,8 @@ import hashlib
 
 import numpy as np
 
-from femtogpt.checkpoint import load_model_file
-from tests.cli import run
+from femtogpt.io.model_file import load_model_file
+from tests.run_cli import run
 
 # 100 steps, batch 8, T 16, E 32, L 2, H 4, dropout 0.1, absolute positions, ascii, --threads 2
 EXPECTED = "ab676089496c56fe27563631dd8ee1107b0fba98cbe5bc965797f7191a774067"

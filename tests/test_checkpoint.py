@@ -17,10 +17,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from femtogpt import checkpoint as ck
-from femtogpt.checkpoint import ModelFile, ModelFileError, load_model_file, save_model_file
+from femtogpt.io import model_file as ck
+from femtogpt.io.model_file import ModelFile, ModelFileError, load_model_file, save_model_file
 from femtogpt.config import Hyperparameters
-from femtogpt.params import Parameters
+from femtogpt.engine.params import Parameters
 
 HP = Hyperparameters(vocab_size=7, num_tokens=4, embedding_degree=8, num_layers=1, num_heads=2)
 TOKENIZER = '{"version": "1.0", "model": {"type": "WordLevel", "vocab": {"a": 0, "b": 1}, "unk_token": "a"}}'
@@ -182,7 +182,7 @@ FORK = REPO.parent / "shared" / "fixtures" / "fork" / "tiny_inserted.dat"
 
 @pytest.mark.skipif(not FORK.is_file(), reason="fork fixtures not found")
 def test_fork_model_logs_and_tensors_fit_the_file(tmp_path):
-    from femtogpt.fork_import import read_fork_model
+    from femtogpt.io.fork_reader import read_fork_model
     fork = read_fork_model(FORK)
     h = fork.hyperparameters
     hp = Hyperparameters(vocab_size=h["vocab_size"], num_tokens=h["num_tokens"], embedding_degree=h["embedding_degree"],
@@ -487,7 +487,7 @@ def test_file_size_limit_mid_write_is_a_real_os_error(saved):
     path, mf = saved
     child = run_child("""
         import resource, signal, sys
-        from femtogpt.checkpoint import ModelFileError, save_model_file
+        from femtogpt.io.model_file import ModelFileError, save_model_file
         from tests.test_checkpoint import make_mf
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
@@ -510,10 +510,10 @@ def test_kill_9_during_saves_leaves_a_loadable_file(tmp_path):
     code = """
         import sys
         import numpy as np
-        from femtogpt.checkpoint import ModelFile, save_model_file
+        from femtogpt.io.model_file import ModelFile, save_model_file
         from femtogpt.config import Hyperparameters
         hp = Hyperparameters(vocab_size=1000, num_tokens=8, embedding_degree=256, num_layers=6, num_heads=4)
-        from femtogpt.checkpoint import tensor_shapes
+        from femtogpt.io.model_file import tensor_shapes
         rng = np.random.default_rng(0)
         tensors = {n: rng.standard_normal(s, dtype=np.float32) for n, s in tensor_shapes(hp).items()}
         for i in range(10**6):

@@ -8,7 +8,7 @@ def test_help_imports_no_engine():
         "import sys; from click.testing import CliRunner; from femtogpt.cli import cli;"
         "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output;"
         "assert 'femtogpt' in r.output;"
-        "heavy = [m for m in ('numba', 'numpy', 'femtogpt.ops', 'femtogpt.model') if m in sys.modules];"
+        "heavy = [m for m in ('numba', 'numpy', 'femtogpt.engine.ops', 'femtogpt.model.gpt') if m in sys.modules];"
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -39,11 +39,11 @@ def test_kernel_cache_directory_follows_the_kernel_sources(tmp_path):
 
     package = Path(femtogpt.__file__).parent
     copy = tmp_path / "femtogpt"
-    shutil.copytree(package / "ops", copy / "ops", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(package / "optim.py", copy / "optim.py")
+    shutil.copytree(package / "engine" / "ops", copy / "engine" / "ops", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(package / "engine" / "optim.py", copy / "engine" / "optim.py")
     before = kernel_fingerprint(str(copy))
     assert before == kernel_fingerprint(str(package))
-    with open(copy / "ops" / "fastmath.py", "a") as f:  # a helper other kernels inline
+    with open(copy / "engine" / "ops" / "fastmath.py", "a") as f:  # a helper other kernels inline
         f.write("\n# edited\n")
     assert kernel_fingerprint(str(copy)) != before
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
@@ -58,9 +58,9 @@ def test_blas_is_single_threaded_even_when_numpy_came_first():
     import sys
 
     code = ("import numpy\n"
-            "from femtogpt.blas import blas_threads\n"
+            "from femtogpt.engine.blas import blas_threads\n"
             "before = blas_threads()\n"
-            "import femtogpt.ops.matmul\n"
+            "import femtogpt.engine.ops.matmul\n"
             "print(before, blas_threads())\n")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     env["OMP_NUM_THREADS"] = "2"  # OpenBLAS would otherwise start with one thread per core
@@ -74,7 +74,7 @@ def test_blas_is_single_threaded_even_when_numpy_came_first():
 
 
 def test_openblas_paths_with_spaces():
-    from femtogpt.blas import openblas_paths
+    from femtogpt.engine.blas import openblas_paths
 
     lines = [
         "7f00-7f10 r-xp 00000000 08:01 123 /home/u/My Projects/.venv/numpy.libs/libscipy_openblas64_-x.so\n",

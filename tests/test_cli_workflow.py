@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from femtogpt.checkpoint import load_model_file
-from femtogpt.dummy import generate_text
-from tests.cli import run
+from femtogpt.io.model_file import load_model_file
+from femtogpt.tasks.toy_data import generate_text
+from tests.run_cli import run
 
 SMALL = ["--num-tokens", "8", "--embedding-degree", "16", "--num-layers", "1", "--num-heads", "2"]
 
@@ -120,8 +120,8 @@ def test_train_bad_inputs_leave_the_model_untouched(workdir):
 
 def test_train_stops_on_nan_and_keeps_good_weights(workdir, monkeypatch):
     init_model()
-    import femtogpt.trainer as trainer
-    from femtogpt.training import NonFiniteLoss, train_step
+    import femtogpt.train.loop as trainer
+    from femtogpt.train.step import NonFiniteLoss, train_step
 
     calls = []
 

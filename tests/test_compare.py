@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from femtogpt.checkpoint import load_model_file, new_log
+from femtogpt.io.model_file import load_model_file, new_log
 from femtogpt.cli import cli
-from femtogpt.compare import compare_models, cosine, lineage, lineage_sentences
+from femtogpt.growth.compare import compare_models, cosine, lineage, lineage_sentences
 from femtogpt.config import Hyperparameters, OptimizerConfig
-from femtogpt.dummy import generate_text
-from femtogpt.session import create
-from femtogpt.surgery import init_with, insert_layer
-from femtogpt.tokenizer import build_tokenizer, from_token_list
-from femtogpt.trainer import TrainOptions, run_training
+from femtogpt.tasks.toy_data import generate_text
+from femtogpt.io.checkpoint import create
+from femtogpt.growth.surgery import init_with, insert_layer
+from femtogpt.text.tokenizer import build_tokenizer, from_token_list
+from femtogpt.train.loop import TrainOptions, run_training
 
 HP = Hyperparameters(vocab_size=101, num_tokens=8, embedding_degree=16, num_layers=2, num_heads=2,
                      pos_enc="none")
@@ -42,7 +42,7 @@ def fresh(seed=0):
 
 
 def copy(session):
-    from femtogpt.session import from_model_file
+    from femtogpt.io.checkpoint import from_model_file
     return from_model_file(session.to_model_file())
 
 

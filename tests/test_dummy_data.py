@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from femtogpt.dummy import (CONSONANTS, DEFAULT_SIZES, GENERATORS, SEQ2_NOISE_CHARS, VOWELS,
+from femtogpt.tasks.toy_data import (CONSONANTS, DEFAULT_SIZES, GENERATORS, SEQ2_NOISE_CHARS, VOWELS,
                             dummy2_result, file_text, generate_text, mask, sequence2_line)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,9 +5,9 @@ import struct
 import numpy as np
 import pytest
 
-from femtogpt.session import load
-from femtogpt.tokenizer import TextTokenizer
-from tests.cli import run
+from femtogpt.io.checkpoint import load
+from femtogpt.text.tokenizer import TextTokenizer
+from tests.run_cli import run
 
 
 @pytest.fixture

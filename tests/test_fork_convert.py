@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from femtogpt.checkpoint import load_model_file
+from femtogpt.io.model_file import load_model_file
 from femtogpt.cli import cli
-from femtogpt.fork_import import read_fork_model
-from femtogpt.session import load
+from femtogpt.io.fork_reader import read_fork_model
+from femtogpt.io.checkpoint import load
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "fork"
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fork fixtures not found at {FIXTURES}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from femtogpt.fork_import import ForkFileError, ForkModel, fork_file_hash, parse_fork_model, read_fork_model
+from femtogpt.io.fork_reader import ForkFileError, ForkModel, fork_file_hash, parse_fork_model, read_fork_model
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "fork"
 MODELS = ["tiny_more", "tiny_abs", "tiny_inserted", "tiny_bpe_child"]

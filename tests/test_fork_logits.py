@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from femtogpt.config import Hyperparameters
-from femtogpt.fork_import import read_fork_model
-from femtogpt.model import GPT
-from femtogpt.params import Parameters
+from femtogpt.io.fork_reader import read_fork_model
+from femtogpt.model.gpt import GPT
+from femtogpt.engine.params import Parameters
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "fork"
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fork fixtures not found at {FIXTURES}")

@@ -5,7 +5,7 @@ import numba
 import numpy as np
 import pytest
 
-from femtogpt.generate import Generator, generate, sample_next
+from femtogpt.model.generate import Generator, generate, sample_next
 from tests.models import make_test_model
 
 V, T = 13, 6

@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from femtogpt.autograd import Graph
+from femtogpt.engine.autograd import Graph
 from femtogpt.config import Hyperparameters, OptimizerConfig
-from femtogpt.model import GPT, sinusoidal_table
-from femtogpt.optim import AdamW
-from femtogpt.params import Parameters, reference_names
-from femtogpt.training import sample_batch, train_step
+from femtogpt.model.gpt import GPT, sinusoidal_table
+from femtogpt.engine.optim import AdamW
+from femtogpt.engine.params import Parameters, reference_names
+from femtogpt.train.step import sample_batch, train_step
 from tests.gradcheck import numeric_grad
 from tests.models import make_test_model
 
@@ -118,10 +118,10 @@ def test_batch_sampler_windows_and_determinism():
 _TEN_STEPS = """
 import numpy as np, sys
 from femtogpt.config import Hyperparameters, OptimizerConfig
-from femtogpt.model import GPT
-from femtogpt.optim import AdamW
-from femtogpt.params import Parameters
-from femtogpt.training import sample_batch, train_step
+from femtogpt.model.gpt import GPT
+from femtogpt.engine.optim import AdamW
+from femtogpt.engine.params import Parameters
+from femtogpt.train.step import sample_batch, train_step
 # big enough that each shard's kernels run in parallel and its attention products are cut
 hp = Hyperparameters(vocab_size=30, num_tokens=64, embedding_degree=64, num_layers=2, num_heads=4)
 model = GPT(hp, Parameters(hp).init_reference(7))
@@ -231,8 +231,8 @@ def test_shards_have_their_own_dropout_masks():
 
 
 def test_op_profile_times_every_op_of_a_step():
-    from femtogpt.autograd import OpProfile
-    from femtogpt.commands.bench_cmds import profile_table
+    from femtogpt.engine.autograd import OpProfile
+    from femtogpt.cli.bench import profile_table
 
     model = make_model(num_layers=2, dtype=np.float32)
     rng = np.random.default_rng(8)
@@ -256,7 +256,7 @@ def test_run_split_waits_for_every_task_when_one_fails():
 
     import numba
 
-    from femtogpt.threads import run_split
+    from femtogpt.engine.threads import run_split
 
     finished = threading.Event()
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from femtogpt.config import Hyperparameters, OptimizerConfig
-from femtogpt.optim import AdamW
-from femtogpt.params import Parameters
+from femtogpt.engine.optim import AdamW
+from femtogpt.engine.params import Parameters
 
 
 def reference_adamw(p, g, m, v, lr, step, b1=0.9, b2=0.999, eps=1e-8, wd=0.01):

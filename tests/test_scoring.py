@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from femtogpt import scoring
+from femtogpt.tasks import scoring
 from femtogpt.cli import cli
-from femtogpt.dummy import dummy2_result, generate_text
-from femtogpt.scoring import (check_dummy_word, dummy2_probes, dummy2_table, judge_addition,
+from femtogpt.tasks.toy_data import dummy2_result, generate_text
+from femtogpt.tasks.scoring import (check_dummy_word, dummy2_probes, dummy2_table, judge_addition,
                               judge_sequence, judge_sequence2, score_dummy_text, sequence2_next,
                               sequence_continuation, sequence_probes, task_probes)
 
@@ -150,7 +150,7 @@ def oracle_answer(task, prompt, wrong=False):
 
 @pytest.fixture
 def ascii_tok():
-    from femtogpt.tokenizer import build_tokenizer
+    from femtogpt.text.tokenizer import build_tokenizer
 
     return build_tokenizer("ascii")
 
@@ -158,12 +158,12 @@ def ascii_tok():
 @pytest.mark.parametrize("task", ["simple_dummy2", "addition_dummy", "simple_sequence", "simple_sequence2"])
 @pytest.mark.parametrize("wrong", [False, True])
 def test_run_task_with_an_oracle(task, wrong, ascii_tok, monkeypatch):
-    import femtogpt.generate
+    import femtogpt.model.generate
 
     def fake_generate(model, prompt_ids, count, **kw):
         return list(ascii_tok.encode(oracle_answer(task, ascii_tok.decode(prompt_ids), wrong)))[:count]
 
-    monkeypatch.setattr(femtogpt.generate, "generate", fake_generate)
+    monkeypatch.setattr(femtogpt.model.generate, "generate", fake_generate)
     r = scoring.run_task(None, ascii_tok, task, samples=30, seed=1)
     assert r["task"] == task and r["temperature"] == 0.0 and len(r["examples"]) == 5
     if not wrong:
@@ -241,7 +241,7 @@ def test_plot_without_matplotlib(tiny_model, tmp_path, monkeypatch):
 
 
 def test_curves_from_logs_continue_across_insertions():
-    from femtogpt.plotting import curves_from_logs, smooth
+    from femtogpt.tools.plotting import curves_from_logs, smooth
 
     logs = [{"kind": "TrainStep", "loss": 3.0, "step": 1}, {"kind": "Eval", "val_loss": 2.9, "step": 1},
             {"kind": "InsertLayer", "index": 2}, {"kind": "TrainStep", "loss": 2.5, "step": 1}]

@@ -5,16 +5,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from femtogpt.checkpoint import load_model_file
+from femtogpt.io.model_file import load_model_file
 from femtogpt.config import Hyperparameters, OptimizerConfig
-from femtogpt.dummy import generate_text
-from femtogpt.params import reference_names
-from femtogpt.session import create, load
-from femtogpt.surgery import (VOCAB_TENSORS, init_with, insert_layer, insert_moves, layer_names, layer_of,
+from femtogpt.tasks.toy_data import generate_text
+from femtogpt.engine.params import reference_names
+from femtogpt.io.checkpoint import create, load
+from femtogpt.growth.surgery import (VOCAB_TENSORS, init_with, insert_layer, insert_moves, layer_names, layer_of,
                               rename_layer)
-from femtogpt.tokenizer import build_tokenizer, from_token_list
-from femtogpt.training import sample_batch, train_step
-from tests.cli import run
+from femtogpt.text.tokenizer import build_tokenizer, from_token_list
+from femtogpt.train.step import sample_batch, train_step
+from tests.run_cli import run
 
 HP = Hyperparameters(vocab_size=101, num_tokens=8, embedding_degree=16, num_layers=3, num_heads=2,
                      pos_enc="none")
@@ -162,7 +162,7 @@ def test_insert_layer_keeps_moments_and_step():
     s = trained()
     grown, report = insert_layer(s, 1, seed=5)
     assert report.optimizer == "kept" and grown.optimizer.step == s.optimizer.step == report.step
-    from femtogpt.params import named_views
+    from femtogpt.engine.params import named_views
 
     for key in ("m", "v"):
         old = named_views(s.hp, getattr(s.optimizer, key))

@@ -1,4 +1,4 @@
-"""femtogpt.tokenizer: every kind round-trips, ids are deterministic, <unk> and reserved tokens behave,
+"""femtogpt.text.tokenizer: every kind round-trips, ids are deterministic, <unk> and reserved tokens behave,
 train_bpe ends on any corpus, and the token cache is exact and reused."""
 import json
 import os
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from tokenizers import pre_tokenizers
 
-from femtogpt import tokenizer as T
-from femtogpt.tokenizer import TextTokenizer, TokenizerError, build_tokenizer
+from femtogpt.text import tokenizer as T
+from femtogpt.text.tokenizer import TextTokenizer, TokenizerError, build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 ASCII_TEXT = "Hello, World!\n\tfn main() { let x = 42; }\r\n  trailing  \x0b\x0c~"
@@ -179,7 +179,7 @@ def test_json_round_trip_gives_identical_ids(char_data):
 
 DETERMINISM_SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
-    from femtogpt.tokenizer import build_tokenizer, train_bpe, from_token_list
+    from femtogpt.text.tokenizer import build_tokenizer, train_bpe, from_token_list
     text = "The quick brown fox, naïve café 漢字 😀 <unk>\\n\\tjumps over 12345 lazy dogs." * 3
     corpus = " ".join(f"w{i % 97} x{i % 13}y{i % 7}" for i in range(3000))
     toks = {k: build_tokenizer(k, sys.argv[1] if k == "char" else None, reserve_tokens=2)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from femtogpt.cli import cli
-from femtogpt.tokenizer import build_tokenizer, load_tokenizer_file, read_text, train_bpe
+from femtogpt.text.tokenizer import build_tokenizer, load_tokenizer_file, read_text, train_bpe
 from tests.test_tokenizer import make_corpus
 
 

@@ -4,13 +4,13 @@ import time
 
 import pytest
 
-from femtogpt import trainer
+from femtogpt.train import loop as trainer
 from femtogpt.config import Hyperparameters, OptimizerConfig
-from femtogpt.dummy import generate_text
-from femtogpt.session import create, load
-from femtogpt.tokenizer import build_tokenizer
-from femtogpt.trainer import TrainOptions, run_training
-from tests.cli import run
+from femtogpt.tasks.toy_data import generate_text
+from femtogpt.io.checkpoint import create, load
+from femtogpt.text.tokenizer import build_tokenizer
+from femtogpt.train.loop import TrainOptions, run_training
+from tests.run_cli import run
 
 
 class _Quiet:
@@ -148,8 +148,8 @@ def test_keep_best_refuses_another_models_best_file_and_survives_a_failing_save(
     assert (model / "model.best.dat").read_bytes() == before
     (model / "model.best.dat").unlink()
     # the best file cannot be written (a full disk, say): warn, train on, and still save the model
-    from femtogpt.commands import model_cmds
-    from femtogpt.commands.common import UserError
+    from femtogpt.cli import model as model_cmds
+    from femtogpt.cli.common import UserError
 
     real_save = model_cmds.save_session
 

@@ -30,13 +30,13 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from femtogpt.config import Hyperparameters, OptimizerConfig  # noqa: E402
-from femtogpt.dummy import generate_text  # noqa: E402
-from femtogpt.evaluate import evaluate_tokens  # noqa: E402
-from femtogpt.session import create, from_model_file  # noqa: E402
-from femtogpt.params import named_views  # noqa: E402
-from femtogpt.surgery import init_with, insert_layer, layer_names, rename_layer  # noqa: E402
-from femtogpt.tokenizer import build_tokenizer, train_bpe  # noqa: E402
-from femtogpt.training import sample_batch, train_step  # noqa: E402
+from femtogpt.tasks.toy_data import generate_text  # noqa: E402
+from femtogpt.train.evaluate import evaluate_tokens  # noqa: E402
+from femtogpt.io.checkpoint import create, from_model_file  # noqa: E402
+from femtogpt.engine.params import named_views  # noqa: E402
+from femtogpt.growth.surgery import init_with, insert_layer, layer_names, rename_layer  # noqa: E402
+from femtogpt.text.tokenizer import build_tokenizer, train_bpe  # noqa: E402
+from femtogpt.train.step import sample_batch, train_step  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FULL = dict(words=8000, E=48, L=3, H=4, T=24, batch=32, parent_steps=1000, seeds=[0, 1, 2],

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from femtogpt.ops.attention import CausalSelfAttention
+from femtogpt.engine.ops.attention import CausalSelfAttention
 from tests.gradcheck import check_op
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from femtogpt.ops.dropout import keep_scale  # noqa: F401  (compiled via the fused kernel)
-from femtogpt.ops.layernorm import LayerNorm, ResidualLayerNorm
+from femtogpt.engine.ops.dropout import keep_scale  # noqa: F401  (compiled via the fused kernel)
+from femtogpt.engine.ops.layernorm import LayerNorm, ResidualLayerNorm
 from tests.gradcheck import check_op
 
 

@@ -4,8 +4,8 @@ import numba
 import numpy as np
 import pytest
 
-from femtogpt.ops import matmul
-from femtogpt.ops.matmul import batched_gemm, gemm
+from femtogpt.engine.ops import matmul
+from femtogpt.engine.ops.matmul import batched_gemm, gemm
 
 
 def _with_threads(n, fn):

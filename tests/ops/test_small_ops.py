@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from femtogpt.ops.cross_entropy import CrossEntropy
-from femtogpt.ops.dropout import Dropout
-from femtogpt.ops.embedding import Embedding
-from femtogpt.ops.gelu import BiasGelu
-from femtogpt.ops.matmul import MatMul
+from femtogpt.engine.ops.cross_entropy import CrossEntropy
+from femtogpt.engine.ops.dropout import Dropout
+from femtogpt.engine.ops.embedding import Embedding
+from femtogpt.engine.ops.gelu import BiasGelu
+from femtogpt.engine.ops.matmul import MatMul
 from tests.gradcheck import check_op
 
 rng = np.random.default_rng(0)

@@ -1,0 +1,35 @@
+"""`import-fork`: turn a Rust fork model file into a femtogpt model file."""
+from pathlib import Path
+
+import click
+
+from femtogpt.cli.common import UserError
+
+
+@click.command(name="import-fork")
+@click.argument("fork_file", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def import_fork(fork_file, output, force):
+    """Convert the fork's FORK_FILE (.dat, bincode) into OUTPUT, keeping the weights, the optimizer
+    state, the token ids and the logs (so `compare` sees lineage between imported models)."""
+    from femtogpt.cli.model import check_new_file, save_session
+    from femtogpt.io.fork_reader import ForkFileError
+    from femtogpt.text.tokenizer import TokenizerError
+
+    check_new_file(output, force)
+    if not Path(fork_file).exists():
+        raise UserError(f"{fork_file}: no such file")
+    from femtogpt.io.fork_convert import session_from_fork
+
+    try:
+        session = session_from_fork(fork_file)
+    except (ForkFileError, TokenizerError, KeyError, ValueError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    save_session(session, output)
+    steps = sum(1 for log in session.logs if log["kind"] == "TrainStep")
+    click.echo(f"Imported {fork_file}: {session.hp.num_params():,} parameters, {steps} training steps, "
+               f"optimizer step {session.step}, {session.tokenizer.summary()} -> {output}")
+
+
+COMMANDS = [import_fork]

@@ -1,0 +1,122 @@
+"""Judging models: `score` (did it learn a toy dataset's pattern?) and `plot` (loss curves).
+
+The scores are femtogpt/tasks/scoring.py, the pictures femtogpt/tools/plotting.py; here only flags and output.
+"""
+import json
+from pathlib import Path
+
+import click
+
+from femtogpt.cli.common import UserError
+
+TASK_NAMES = ("simple_dummy", "addition_dummy", "simple_dummy2", "simple_sequence", "simple_sequence2")
+
+
+def _pct(x):
+    return "   -" if x is None else f"{100 * x:5.1f}%"
+
+
+def print_report(r):
+    """The human-readable form of a run_task result."""
+    d = r["details"]
+    how = "greedy" if r["temperature"] == 0 else f"temperature {r['temperature']:g}, seed {r['seed']}"
+    click.echo(f"{r['task']} on {r['model']}: {r['samples']} samples, {how}, {r['seconds']:.1f} s")
+    if r["task"] == "simple_dummy2":
+        click.echo("action  correct/total  accuracy")
+        for a, row in d["actions"].items():
+            click.echo(f"  {a}      {row['correct']:4d}/{row['total']:<4d}    {_pct(row['accuracy'])}")
+        click.echo(f"actions above 70%: {d['actions_over_70']}/10; overall {_pct(d['accuracy'])}")
+    elif r["task"] == "simple_dummy":
+        click.echo(f"valid words: {d['valid']}/{d['lines']} ({_pct(d['fraction'])}); lengths 4/6: "
+                   f"{d['length4']}/{d['length6']}; unique {d['unique']}; start rule {_pct(d['start_rule'])}")
+        if d["invalid_reasons"]:
+            click.echo("invalid: " + ", ".join(f"{k} {v}" for k, v in d["invalid_reasons"].items()))
+    elif r["task"] == "simple_sequence":
+        click.echo(f"letters {_pct(d['letters'])}, delimiters {_pct(d['delimiters'])}, "
+                   f"next letter {_pct(d['next_letter'])}")
+    elif r["task"] == "simple_sequence2":
+        cols = ", ".join(f"{k} {_pct(v)}" for k, v in d["columns"].items())
+        click.echo(f"second line {_pct(d['line2'])}, both lines {_pct(d['both_lines'])}; per cycle: {cols}")
+    elif r["task"] == "addition_dummy":
+        click.echo(f"well-formed answers {_pct(d['well_formed'])}")
+    for p in r["log_prompts"]:
+        mark = "ok " if p["correct"] else "no "
+        click.echo(f"  log prompt {p['prompt']!r}: {mark} got {p['generated']!r}, expected {p['expected']!r}")
+    click.echo(f"score ({r['metric']}): {_pct(r['score']).strip()}")
+
+
+@click.command()
+@click.option("--task", required=True, type=click.Choice(TASK_NAMES), help="The toy dataset the model was trained on.")
+@click.option("--model", "model_path", default="model.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Model file.")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Prompts (words for simple_dummy) [default: 100; simple_sequence 40; simple_dummy 200].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prompts and of sampling.")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=None,
+              help="0 = greedy [default: 0; 1 for simple_dummy, which needs variety].")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def score(task, model_path, samples, seed, temperature, as_json):
+    """Score a model on a toy task: does its output follow the generator's pattern?
+
+    \b
+    simple_dummy2     accuracy per action 0-9 (the fork's eval: 10 lines of context, 60 chars)
+    addition_dummy    exact answers after "a + b = "
+    simple_sequence   the next 14 characters, letters and delimiters apart
+    simple_sequence2  the next line for lines a 2000-line dump never contains
+    simple_dummy      the share of sampled words that follow the rules
+    Prompts come from a fresh dump (seeded by --seed, never equal to a `dummy-data --seed` dump).
+    """
+    from femtogpt.cli.model import open_session
+
+    if not Path(model_path).exists():
+        raise UserError(f"--model {model_path}: no such file")
+    session = open_session(model_path)
+    from femtogpt.tasks.scoring import run_task
+
+    missing = {"simple_sequence": "@#$%^", "addition_dummy": "+=0123456789"}.get(task, "")
+    tok = session.tokenizer
+    if missing and tok.unk_id is not None and tok.count_unknown(missing):
+        raise UserError(f"--model {model_path}: its tokenizer cannot encode the {task} characters "
+                        f"{missing!r}; was it trained on {task}?")
+    result = {"model": str(model_path), **run_task(session.model, tok, task, samples, seed, temperature)}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        print_report(result)
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="A model file; repeat to draw several on one picture.")
+@click.option("--out", default="loss.png", show_default=True, type=click.Path(dir_okay=False),
+              help="The PNG to write.")
+@click.option("--smooth", "smooth_window", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Moving average over this many steps (training loss only).")
+@click.option("--title", default=None, help="Picture title [default: the file names].")
+def plot(models, out, smooth_window, title):
+    """Draw the training (and validation) loss recorded in model files to a PNG.
+
+    Needs matplotlib: pip install 'femtogpt[plot]'.
+    """
+    from femtogpt.io.model_file import ModelFileError, peek_header
+    from femtogpt.tools.plotting import PlotUnavailable, plot_models
+
+    entries = []
+    for path in models:
+        try:
+            entries.append((Path(path).name, peek_header(Path(path))["logs"]))
+        except ModelFileError as exc:
+            raise UserError(str(exc)) from None
+    try:
+        steps = plot_models(entries, out, smooth_window,
+                            title or ", ".join(Path(p).name for p in models) + " loss")
+    except PlotUnavailable as exc:
+        raise UserError(str(exc)) from None
+    except ValueError as exc:
+        raise UserError(f"{', '.join(models)}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
+    click.echo(f"Wrote {out} ({len(models)} model{'s' if len(models) > 1 else ''}, {steps:,} steps)")
+
+
+COMMANDS = [score, plot]

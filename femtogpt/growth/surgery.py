@@ -1,0 +1,203 @@
+"""Model surgery: `init_with` (a trained body on a new vocabulary) and `insert_layer` (grow a model).
+
+Both take a Session and return a new one; neither touches its input or any file. Where we differ from
+the reference (§1.2, §5): init-with keeps the parent's history in the child's logs (so `compare` can
+see the lineage), takes any tokenizer kind, and can carry over the rows of tokens both vocabularies
+share; insert-layer offers a near-identity init for the new layer and keeps the optimizer moments of
+every moved tensor (the reference draws the new layer at random and throws the whole optimizer away).
+
+Why near-identity is exact here (the reference says exact identity is impossible; it is, for the
+model's *function*). A layer maps X to X' = M + F with N = LN_a(X) and M = LN_b(N + A). X' is never
+used directly: the only reader of a layer's output is the next LayerNorm (the next layer's LN_a, or
+the head norm), and LayerNorm forgets any per-row affine change, LN(s*x + t*1) = LN(x) for s > 0.
+With proj_w = proj_b = 0 (A = 0) and ff2_w = ff2_b = 0 (F = 0), X' = LN_b(LN_a(X)). With gains that
+are the SAME constant in every channel and biases that are constant too, each LN is itself a per-row
+affine map of its input, so X' = s*X + t*1 per row and the next LayerNorm sees exactly what it saw
+before the insertion, up to LayerNorm's epsilon (1e-5 inside the sqrt; a relative change of about
+1e-5 / var(X) in each row's scale). Copying a neighbour's learned LN gains instead (a natural
+guess) breaks this, because per-channel gains are not a per-row affine map: experiments/growth
+measures that variant too. So the near-identity layer is: both LN gains 1, all biases 0, proj_w and
+ff2_w zero, and q/k/v and ff1 small random N(0, 0.02) so that gradients reach them once proj_w and
+ff2_w move (proj_w and ff2_w get gradients at once: their inputs are nonzero).
+"""
+import re
+import secrets
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from femtogpt.io.model_file import new_log
+from femtogpt.model.gpt import GPT
+from femtogpt.engine.optim import AdamW
+from femtogpt.engine.params import Parameters, named_views, reference_names
+from femtogpt.io.checkpoint import Session, create
+
+VOCAB_TENSORS = ("token_embedding", "head_map_weights", "head_map_bias")  # depend on V: fresh in init-with
+INITS = ("random", "near-identity")
+_LAYER_NAME = re.compile(r"(norm|atten_norm|proj|feedforward1|feedforward2)_(\d+)_(coeff|bias|weights)\Z"
+                         r"|head_(\d+)_(\d+)_([kqv])\Z")
+
+
+def layer_of(name):
+    """The layer index of a per-layer tensor name, or None for a global tensor."""
+    m = _LAYER_NAME.match(name)
+    if m is None:
+        return None
+    return int(m.group(2) if m.group(2) is not None else m.group(4))
+
+
+def rename_layer(name, new_index):
+    """`name` (a per-layer tensor) moved to layer `new_index`."""
+    m = _LAYER_NAME.match(name)
+    if m.group(1) is not None:
+        return f"{m.group(1)}_{new_index}_{m.group(3)}"
+    return f"head_{new_index}_{m.group(5)}_{m.group(6)}"
+
+
+def layer_names(hp, l):
+    """The reference names of layer l's tensors, in file order."""
+    return [n for n in reference_names(hp) if layer_of(n) == l]
+
+
+# ------------------------------------------------------------------------------------ init-with
+
+@dataclass
+class InitWithReport:
+    copied: list            # tensor names copied from the parent (bitwise)
+    fresh: list             # tensor names with a fresh init (the vocabulary-dependent ones)
+    copied_params: int
+    fresh_params: int
+    shared_tokens: int | None = None   # tokens whose rows were carried over (None: not asked)
+
+
+def shared_token_pairs(parent_tok, child_tok):
+    """[(child_id, parent_id)] of tokens that stand for the same bytes in both vocabularies (the
+    first parent id wins if a vocabulary spells one string twice). Empty tokens never match."""
+    parent_ids = {}
+    for i in range(parent_tok.vocab_size):
+        parent_ids.setdefault(parent_tok.token_bytes(i), i)
+    parent_ids.pop(b"", None)
+    pairs = []
+    for i in range(child_tok.vocab_size):
+        j = parent_ids.get(child_tok.token_bytes(i))
+        if j is not None:
+            pairs.append((i, j))
+    return pairs
+
+
+def init_with(parent, tokenizer, num_tokens=None, seed=None, keep_shared_tokens=False, parent_path=None):
+    """(child Session, InitWithReport): a fresh model for `tokenizer` whose body (every tensor but
+    token_embedding and head_map_*) is the parent's, bitwise. E, L, H and the positional encoding are
+    the parent's; T is `num_tokens` or the parent's (no tensor depends on T). The child's logs are the
+    parent's followed by one InitWith entry, so the lineage survives; its optimizer is fresh.
+    keep_shared_tokens: tokens both vocabularies share also get the parent's token_embedding row,
+    head_map_weights column and head_map_bias entry."""
+    hp = replace(parent.hp, vocab_size=tokenizer.vocab_size,
+                 num_tokens=parent.hp.num_tokens if num_tokens is None else int(num_tokens)).validate()
+    child = create(hp, tokenizer, seed)
+    seed = child.seed
+    src, dst = parent.model.params.named(), child.model.params.named()
+    copied = [n for n in reference_names(hp) if n not in VOCAB_TENSORS]
+    for name in copied:
+        dst[name][...] = src[name]
+    shared = None
+    if keep_shared_tokens:
+        pairs = shared_token_pairs(parent.tokenizer, tokenizer)
+        shared = len(pairs)
+        if pairs:
+            ci, pi = (np.array(ids, dtype=np.int64) for ids in zip(*pairs))
+            dst["token_embedding"][ci] = src["token_embedding"][pi]          # (n, E) rows
+            dst["head_map_weights"][:, ci] = src["head_map_weights"][:, pi]  # (E, n) columns
+            dst["head_map_bias"][ci] = src["head_map_bias"][pi]
+    report = InitWithReport(copied=copied, fresh=list(VOCAB_TENSORS),
+                            copied_params=sum(dst[n].size for n in copied),
+                            fresh_params=sum(dst[n].size for n in VOCAB_TENSORS), shared_tokens=shared)
+    fields = dict(parent=None if parent_path is None else str(parent_path),
+                  parent_last_log_id=parent.logs[-1]["id"] if parent.logs else None,
+                  hyperparameters=hp.to_dict(), seed=seed, tokenizer=tokenizer.summary(),
+                  copied=len(copied), fresh=list(VOCAB_TENSORS))
+    if shared is not None:
+        fields["shared_tokens"] = shared
+    child.logs = list(parent.logs) + [new_log("InitWith", **fields)]  # replaces the child's own Init
+    return child, report
+
+
+# ------------------------------------------------------------------------------------ insert-layer
+
+def insert_moves(hp, index):
+    """{old name: new name} for inserting a layer at `index` into a model with hyperparameters hp:
+    layers below `index` keep their number, the others move up by one; globals stay."""
+    moves = {}
+    for name in reference_names(hp):
+        l = layer_of(name)
+        moves[name] = name if l is None or l < index else rename_layer(name, l + 1)
+    return moves
+
+
+def make_near_identity(named, l):
+    """Set layer l (a dict of reference-named views) to the near-identity init described above,
+    leaving q/k/v and ff1 weights as they are (the caller's small random draw)."""
+    for part in ("norm", "atten_norm"):
+        named[f"{part}_{l}_coeff"][...] = 1.0
+        named[f"{part}_{l}_bias"][...] = 0.0
+    for name in (f"proj_{l}_weights", f"proj_{l}_bias", f"feedforward1_{l}_bias",
+                 f"feedforward2_{l}_weights", f"feedforward2_{l}_bias"):
+        named[name][...] = 0.0
+
+
+@dataclass
+class InsertLayerReport:
+    index: int
+    init: str
+    seed: int
+    moved: dict             # {old name: new name} for the tensors whose layer number changed
+    new: list               # names of the new layer's tensors
+    optimizer: str          # "kept" (moments moved, step kept), "reset", or "none" (there was none)
+    step: int               # the optimizer step after the insertion
+
+
+def insert_layer(session, index, init="near-identity", seed=None, reset_optimizer=False):
+    """(new Session, InsertLayerReport): `session`'s model with a new layer at `index` (0..L; L
+    appends). init: "random" (the reference: every tensor N(0, 0.02), biases 0, LN gains included)
+    or "near-identity" (see the module docstring). The seed keys the new layer's random draws (None:
+    a fresh one). The optimizer's moments move with their tensors, the new layer's start at zero and
+    the step is kept, so warm-up does not restart; reset_optimizer drops them (the reference)."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    old_hp, L = session.hp, session.hp.num_layers
+    if not isinstance(index, (int, np.integer)) or not 0 <= index <= L:
+        raise ValueError(f"the new layer's index must be between 0 and {L} (the number of layers; {L} "
+                         f"appends), got {index}")
+    index = int(index)
+    hp = replace(old_hp, num_layers=L + 1).validate()
+    seed = secrets.randbits(32) if seed is None else int(seed)
+    params = Parameters(hp, session.model.dtype).init_reference(seed)  # the reference: draw all, overwrite
+    dst = params.named()
+    if init == "near-identity":
+        make_near_identity(dst, index)
+    moves, src = insert_moves(old_hp, index), session.model.params.named()
+    for old, new in moves.items():
+        dst[new][...] = src[old]
+
+    logs = list(session.logs)
+    old_opt = session.optimizer
+    if old_opt is None:
+        optimizer, how = None, "none"
+    elif reset_optimizer:
+        optimizer, how = None, "reset"
+    else:
+        optimizer, how = AdamW(params, old_opt.config, step=old_opt.step), "kept"  # new layer: zeros
+        for key in ("m", "v"):
+            src, out = named_views(old_hp, getattr(old_opt, key)), named_views(hp, getattr(optimizer, key))
+            for old, new in moves.items():
+                out[new][...] = src[old]
+    logs.append(new_log("InsertLayer", index=index, init=init, seed=seed, optimizer=how))
+    if reset_optimizer:
+        logs.append(new_log("ResetOptimizer"))
+    new_session = Session(hp=hp, model=GPT(hp, params), tokenizer=session.tokenizer, logs=logs,
+                          train_state=dict(session.train_state), optimizer=optimizer)
+    report = InsertLayerReport(index=index, init=init, seed=seed,
+                               moved={o: n for o, n in moves.items() if o != n},
+                               new=layer_names(hp, index), optimizer=how,
+                               step=optimizer.step if optimizer is not None else 0)
+    return new_session, report

@@ -1,0 +1,93 @@
+"""A model file in memory: the network, its optimiser state, tokenizer, logs and resume state.
+
+`Session` is what the commands work on: `create` builds a fresh one (the reference init), `load`
+reads and validates a model file, `save` writes it atomically. Conversions between the file's
+reference-named tensors and the engine's flat buffers happen here and nowhere else.
+"""
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from femtogpt.io.model_file import ModelFile, load_model_file, new_log, save_model_file
+from femtogpt.config import Hyperparameters, OptimizerConfig
+from femtogpt.model.gpt import GPT
+from femtogpt.engine.optim import AdamW
+from femtogpt.engine.params import Parameters, named_views
+from femtogpt.text.tokenizer import TextTokenizer
+
+
+@dataclass
+class Session:
+    hp: Hyperparameters
+    model: GPT
+    tokenizer: TextTokenizer
+    logs: list
+    train_state: dict = field(default_factory=dict)
+    optimizer: AdamW | None = None  # None: the file holds no optimiser state (fresh, or reset)
+
+    @property
+    def step(self):
+        return self.optimizer.step if self.optimizer is not None else 0
+
+    @property
+    def seed(self):
+        return int(self.train_state.get("seed", 0))
+
+    def ensure_optimizer(self, config=None):
+        """The optimiser, created with zero moments at step 0 if the file had none."""
+        if self.optimizer is None:
+            self.optimizer = AdamW(self.model.params, config or OptimizerConfig())
+        elif config is not None:
+            self.optimizer.config = config
+        return self.optimizer
+
+    def reset_optimizer(self):
+        self.optimizer = None
+        self.logs.append(new_log("ResetOptimizer"))
+
+    def to_model_file(self):
+        hp = self.hp
+        tensors = {name: np.ascontiguousarray(v) for name, v in self.model.params.named().items()}
+        optimizer = None
+        if self.optimizer is not None:
+            optimizer = {
+                "step": int(self.optimizer.step),
+                "m": {n: np.ascontiguousarray(v) for n, v in named_views(hp, self.optimizer.m).items()},
+                "v": {n: np.ascontiguousarray(v) for n, v in named_views(hp, self.optimizer.v).items()},
+            }
+        return ModelFile(hp=hp, tokenizer=self.tokenizer.to_json(), tokenizer_meta=self.tokenizer.meta(),
+                         tensors=tensors, optimizer=optimizer, logs=self.logs,
+                         train_state=dict(self.train_state))
+
+    def save(self, path):
+        save_model_file(Path(path), self.to_model_file())
+
+
+def create(hp, tokenizer, seed=None):
+    """A freshly initialised model (the reference init) with an Init log; seed None draws one."""
+    seed = secrets.randbits(32) if seed is None else int(seed)
+    params = Parameters(hp).init_reference(seed)
+    logs = [new_log("Init", hyperparameters=hp.to_dict(), seed=seed)]
+    return Session(hp=hp, model=GPT(hp, params), tokenizer=tokenizer, logs=logs,
+                   train_state={"seed": seed})
+
+
+def from_model_file(mf):
+    """A Session from a validated ModelFile (tensors copied into the flat buffers)."""
+    params = Parameters(mf.hp).load(mf.tensors)
+    tokenizer = TextTokenizer.from_json(mf.tokenizer, mf.tokenizer_meta)
+    session = Session(hp=mf.hp, model=GPT(mf.hp, params), tokenizer=tokenizer, logs=list(mf.logs),
+                      train_state=dict(mf.train_state or {}))
+    if mf.optimizer is not None:
+        opt = AdamW(params, OptimizerConfig(), step=mf.optimizer["step"])
+        for flat, key in ((opt.m, "m"), (opt.v, "v")):
+            for name, view in named_views(mf.hp, flat).items():
+                view[...] = mf.optimizer[key][name]
+        session.optimizer = opt
+    return session
+
+
+def load(path):
+    return from_model_file(load_model_file(Path(path)))

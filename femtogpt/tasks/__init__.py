@@ -1,0 +1,1 @@
+"""The toy tasks: dataset generators (the reference's dummy_data scripts) and their scorers."""

@@ -1,0 +1,1 @@
+"""Training: batch sampling, one step, the loop, evaluation, progress display and kernel precompilation."""

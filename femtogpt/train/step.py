@@ -1,0 +1,36 @@
+"""One training step on a batch, and the seeded batch sampler.
+
+Everything random in a step comes from (seed, global step): the windows a step trains on and the
+dropout masks. A run split across invocations therefore trains on exactly the same data as one long
+run, whatever the thread count.
+"""
+import numpy as np
+
+from femtogpt.engine.ops.dropout import site_key
+
+
+def sample_batch(tokens, batch_size, T, seed, step):
+    """(ids, targets), each (B, T): B windows of T+1 consecutive tokens at uniform random starts."""
+    n = len(tokens)
+    if n < T + 1:
+        raise ValueError(f"the dataset has {n} tokens; a window needs num_tokens + 1 = {T + 1}")
+    rng = np.random.default_rng([seed, step, 0x6261])
+    starts = rng.integers(0, n - T, size=batch_size)
+    windows = tokens[starts[:, None] + np.arange(T + 1)]
+    return windows[:, :-1], windows[:, 1:]
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The loss or the gradients are NaN/inf; raised before the update, so the weights stay good."""
+
+
+def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0):
+    """Forward, backward and one AdamW update; returns (loss, lr). Dropout masks are keyed by
+    (seed, optimizer step). A non-finite loss or gradient raises NonFiniteLoss before updating."""
+    params = model.params
+    # writes every parameter's gradient (no zeroing needed)
+    loss = model.loss_and_grad(ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70))
+    if not np.isfinite(loss) or not np.isfinite(np.dot(params.grad, params.grad)):
+        raise NonFiniteLoss(f"the loss became {loss} at step {optimizer.step + 1}")
+    lr = optimizer.update()
+    return loss, lr
