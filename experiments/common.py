@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from femtogpt.io.model_file import new_log, train_step_log  # noqa: E402
+from femtogpt.io.logs import TRAIN_STEP, new_log  # noqa: E402
 from femtogpt.config import Hyperparameters  # noqa: E402
 from femtogpt.tasks.toy_data import file_text  # noqa: E402
 from femtogpt.train.evaluate import evaluate_tokens  # noqa: E402
@@ -141,7 +141,7 @@ def train(session, tokens, steps, seed, curve=None, dropout=0.0, batch_size=32, 
         ids, targets = sample_batch(tokens, batch_size, T, seed, opt.step)
         ts = time.perf_counter()
         loss, lr = train_step(session.model, opt, ids, targets, dropout, seed)
-        session.logs.append(train_step_log(opt.step, loss, (time.perf_counter() - ts) * 1000, lr))
+        session.logs.append(new_log(TRAIN_STEP, step=int(opt.step), loss=float(loss), elapsed_ms=int((time.perf_counter() - ts) * 1000), lr=float(lr)))
         curve.train.append(loss)
         last = i + 1 == steps
         if val_tokens is not None and eval_every and ((i + 1) % eval_every == 0 or last):

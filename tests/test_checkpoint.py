@@ -17,6 +17,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from femtogpt.io import logs as L
 from femtogpt.io import model_file as ck
 from femtogpt.io.model_file import ModelFile, ModelFileError, load_model_file, save_model_file
 from femtogpt.config import Hyperparameters
@@ -34,9 +35,10 @@ def make_mf(seed=0, optimizer=True, hp=HP):
     if optimizer:
         opt = {"step": 12, "m": {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.named().items()},
                "v": {k: rng.random(v.shape).astype(np.float32) for k, v in params.named().items()}}
-    logs = [ck.new_log(ck.INIT, hyperparameters=hp.to_dict()),
-            ck.new_log(ck.TRAIN_SESSION, dropout=0.0, file="data/shakespeare.txt", file_hash="ab" * 10),
-            ck.train_step_log(0, np.float32(2.5), 17, 0.0), ck.train_step_log(1, 2.25, 18, 1e-5)]
+    logs = [L.new_log(L.INIT, hyperparameters=hp.to_dict()),
+            L.new_log(L.TRAIN_SESSION, dropout=0.0, file="data/shakespeare.txt", file_hash="ab" * 10),
+            L.new_log(L.TRAIN_STEP, step=0, loss=np.float32(2.5), elapsed_ms=17, lr=0.0),
+            L.new_log(L.TRAIN_STEP, step=1, loss=2.25, elapsed_ms=18, lr=1e-5)]
     return ModelFile(hp=hp, tokenizer=TOKENIZER, tensors=params.named(), optimizer=opt, logs=logs,
                      tokenizer_meta={"kind": "wordlevel", "lowercase": False},
                      train_state={"seed": seed, "data_cursor": 1234, "dataset_hash": "ff" * 16})
@@ -148,14 +150,14 @@ def test_tensor_shapes_and_flat_views_match_parameters():
 
 
 def test_new_log_ids_are_fresh_32_hex_and_fields_plain():
-    ids = {ck.new_log(ck.EVAL)["id"] for _ in range(1000)}
+    ids = {L.new_log(L.EVAL)["id"] for _ in range(1000)}
     assert len(ids) == 1000 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
-    log = ck.train_step_log(np.int64(5), np.float32(1.5), 12.7, np.float64(1e-3))
+    log = L.new_log(L.TRAIN_STEP, step=np.int64(5), loss=np.float32(1.5), elapsed_ms=12, lr=np.float64(1e-3))
     assert log["kind"] == "TrainStep" and set(log) == {"id", "kind", "step", "loss", "elapsed_ms", "lr"}
     assert [type(log[k]) for k in ("step", "loss", "elapsed_ms", "lr")] == [int, float, int, float]
-    assert type(ck.new_log(ck.INSERT_LAYER, index=np.int64(2))["index"]) is int
+    assert type(L.new_log(L.INSERT_LAYER, index=np.int64(2))["index"]) is int
     with pytest.raises(ValueError):
-        ck.new_log(ck.INIT, id="x")
+        L.new_log(L.INIT, id="x")
 
 
 @pytest.mark.parametrize("make", [np.random.default_rng, lambda s: np.random.Generator(np.random.Philox(s))])

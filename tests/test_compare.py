@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from femtogpt.io.model_file import load_model_file, new_log
+from femtogpt.io.logs import new_log
+from femtogpt.io.model_file import load_model_file
 from femtogpt.cli import cli
 from femtogpt.growth.compare import compare_models, cosine, lineage, lineage_sentences
 from femtogpt.config import Hyperparameters, OptimizerConfig

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from femtogpt.io.model_file import new_log
+from femtogpt.io.logs import new_log
 from femtogpt.model.gpt import GPT
 from femtogpt.engine.optim import AdamW
 from femtogpt.engine.params import Parameters, named_views, reference_names

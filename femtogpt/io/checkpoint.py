@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from femtogpt.io.model_file import ModelFile, load_model_file, new_log, save_model_file
+from femtogpt.io.logs import new_log
+from femtogpt.io.model_file import ModelFile, load_model_file, save_model_file
 from femtogpt.config import Hyperparameters, OptimizerConfig
 from femtogpt.model.gpt import GPT
 from femtogpt.engine.optim import AdamW

@@ -36,11 +36,6 @@ from femtogpt.engine.params import internal_layout, reference_names, reference_v
 FORMAT = "femtogpt"
 VERSION = 1
 
-# log kinds: the reference's five (§3.4), then ours
-INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER = (
-    "Init", "TrainSession", "TrainStep", "InsertLayer", "ResetOptimizer")
-INIT_WITH, EVAL = "InitWith", "Eval"
-LOG_KINDS = (INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER, INIT_WITH, EVAL)
 
 _HP_KEYS = ("vocab_size", "num_tokens", "embedding_degree", "num_layers", "num_heads", "head_size", "pos_enc")
 _REQUIRED = ("format", "version", "hyperparameters", "tokenizer", "tensors", "checksum")
@@ -72,19 +67,6 @@ class ModelFile:
     optimizer: dict | None = None      # {"step": int, "m": {name: arr}, "v": {name: arr}}; None: none stored
     logs: list = field(default_factory=list)             # [{"id", "kind", **fields}], oldest first
     train_state: dict = field(default_factory=dict)      # what an exact resume needs: seed, RNG, data cursor
-
-
-def new_log(kind, **fields):
-    """A log entry with a fresh random 128-bit id as 32 hex digits, like the reference's."""
-    if "id" in fields or "kind" in fields:
-        raise ValueError("a log's id and kind are not fields")
-    fields = {k: v.item() if isinstance(v, np.generic) else v for k, v in fields.items()}  # numpy scalars
-    return {"id": secrets.token_hex(16), "kind": kind, **fields}
-
-
-def train_step_log(step, loss, elapsed_ms, lr):
-    """The compact TrainStep entry (a long run has 100k of them)."""
-    return new_log(TRAIN_STEP, step=int(step), loss=float(loss), elapsed_ms=int(elapsed_ms), lr=float(lr))
 
 
 def tensor_shapes(hp):

@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from femtogpt.io.model_file import new_log
+from femtogpt.io.logs import new_log
 from femtogpt.train.evaluate import evaluate_tokens
 from femtogpt.model.generate import sample_text
 from femtogpt.train.step import NonFiniteLoss, sample_batch, train_step
