@@ -1,6 +1,6 @@
 """Model surgery: `init_with` (a trained body on a new vocabulary) and `insert_layer` (grow a model).
 
-Both take a Session and return a new one; neither touches its input or any file. Where we differ from
+Both take a Checkpoint and return a new one; neither touches its input or any file. Where we differ from
 the reference (§1.2, §5): init-with keeps the parent's history in the child's logs (so `compare` can
 see the lineage), takes any tokenizer kind, and can carry over the rows of tokens both vocabularies
 share; insert-layer offers a near-identity init for the new layer and keeps the optimizer moments of
@@ -30,7 +30,7 @@ from femtogpt.io.logs import new_log
 from femtogpt.model.gpt import GPT
 from femtogpt.engine.optim import AdamW
 from femtogpt.engine.params import Parameters, named_views, reference_names
-from femtogpt.io.checkpoint import Session, create
+from femtogpt.io.checkpoint import Checkpoint, create
 
 VOCAB_TENSORS = ("token_embedding", "head_map_weights", "head_map_bias")  # depend on V: fresh in init-with
 INITS = ("random", "near-identity")
@@ -86,7 +86,7 @@ def shared_token_pairs(parent_tok, child_tok):
 
 
 def init_with(parent, tokenizer, num_tokens=None, seed=None, keep_shared_tokens=False, parent_path=None):
-    """(child Session, InitWithReport): a fresh model for `tokenizer` whose body (every tensor but
+    """(child Checkpoint, InitWithReport): a fresh model for `tokenizer` whose body (every tensor but
     token_embedding and head_map_*) is the parent's, bitwise. E, L, H and the positional encoding are
     the parent's; T is `num_tokens` or the parent's (no tensor depends on T). The child's logs are the
     parent's followed by one InitWith entry, so the lineage survives; its optimizer is fresh.
@@ -157,7 +157,7 @@ class InsertLayerReport:
 
 
 def insert_layer(session, index, init="near-identity", seed=None, reset_optimizer=False):
-    """(new Session, InsertLayerReport): `session`'s model with a new layer at `index` (0..L; L
+    """(new Checkpoint, InsertLayerReport): `session`'s model with a new layer at `index` (0..L; L
     appends). init: "random" (the reference: every tensor N(0, 0.02), biases 0, LN gains included)
     or "near-identity" (see the module docstring). The seed keys the new layer's random draws (None:
     a fresh one). The optimizer's moments move with their tensors, the new layer's start at zero and
@@ -194,7 +194,7 @@ def insert_layer(session, index, init="near-identity", seed=None, reset_optimize
     logs.append(new_log("InsertLayer", index=index, init=init, seed=seed, optimizer=how))
     if reset_optimizer:
         logs.append(new_log("ResetOptimizer"))
-    new_session = Session(hp=hp, model=GPT(hp, params), tokenizer=session.tokenizer, logs=logs,
+    new_session = Checkpoint(hp=hp, model=GPT(hp, params), tokenizer=session.tokenizer, logs=logs,
                           train_state=dict(session.train_state), optimizer=optimizer)
     report = InsertLayerReport(index=index, init=init, seed=seed,
                                moved={o: n for o, n in moves.items() if o != n},

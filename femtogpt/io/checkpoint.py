@@ -1,6 +1,6 @@
 """A model file in memory: the network, its optimiser state, tokenizer, logs and resume state.
 
-`Session` is what the commands work on: `create` builds a fresh one (the reference init), `load`
+`Checkpoint` is what the commands work on: `create` builds a fresh one (the reference init), `load`
 reads and validates a model file, `save` writes it atomically. Conversions between the file's
 reference-named tensors and the engine's flat buffers happen here and nowhere else.
 """
@@ -20,7 +20,7 @@ from femtogpt.text.tokenizer import TextTokenizer
 
 
 @dataclass
-class Session:
+class Checkpoint:
     hp: Hyperparameters
     model: GPT
     tokenizer: TextTokenizer
@@ -71,15 +71,15 @@ def create(hp, tokenizer, seed=None):
     seed = secrets.randbits(32) if seed is None else int(seed)
     params = Parameters(hp).init_reference(seed)
     logs = [new_log("Init", hyperparameters=hp.to_dict(), seed=seed)]
-    return Session(hp=hp, model=GPT(hp, params), tokenizer=tokenizer, logs=logs,
+    return Checkpoint(hp=hp, model=GPT(hp, params), tokenizer=tokenizer, logs=logs,
                    train_state={"seed": seed})
 
 
 def from_model_file(mf):
-    """A Session from a validated ModelFile (tensors copied into the flat buffers)."""
+    """A Checkpoint from a validated ModelFile (tensors copied into the flat buffers)."""
     params = Parameters(mf.hp).load(mf.tensors)
     tokenizer = TextTokenizer.from_json(mf.tokenizer, mf.tokenizer_meta)
-    session = Session(hp=mf.hp, model=GPT(mf.hp, params), tokenizer=tokenizer, logs=list(mf.logs),
+    session = Checkpoint(hp=mf.hp, model=GPT(mf.hp, params), tokenizer=tokenizer, logs=list(mf.logs),
                       train_state=dict(mf.train_state or {}))
     if mf.optimizer is not None:
         opt = AdamW(params, OptimizerConfig(), step=mf.optimizer["step"])

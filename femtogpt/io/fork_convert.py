@@ -1,4 +1,4 @@
-"""A Rust fork model (.dat, bincode) as a femtogpt Session: tensors, optimizer moments, tokenizer
+"""A Rust fork model (.dat, bincode) as a femtogpt Checkpoint: tensors, optimizer moments, tokenizer
 (ids kept) and logs (ids kept, so lineage between imported models still works).
 
 Log fields are renamed to ours (TrainStep avg_loss/elapsed -> loss/elapsed_ms, plus the optimizer
@@ -10,7 +10,7 @@ from femtogpt.config import Hyperparameters, OptimizerConfig
 from femtogpt.io.fork_reader import read_fork_model
 from femtogpt.engine.optim import AdamW
 from femtogpt.engine.params import Parameters, named_views
-from femtogpt.io.checkpoint import Session
+from femtogpt.io.checkpoint import Checkpoint
 from femtogpt.text.tokenizer import from_fork_tokens
 
 
@@ -37,7 +37,7 @@ def convert_logs(fork_logs, schedule=OptimizerConfig()):
 
 
 def session_from_fork(path):
-    """Read a fork .dat file (ForkFileError on any defect) and build the equivalent Session."""
+    """Read a fork .dat file (ForkFileError on any defect) and build the equivalent Checkpoint."""
     fork = read_fork_model(path)
     h = fork.hyperparameters
     hp = Hyperparameters(vocab_size=h["vocab_size"], num_tokens=h["num_tokens"],
@@ -47,7 +47,7 @@ def session_from_fork(path):
 
     params = Parameters(hp).load(fork.tensors)
     tokenizer = from_fork_tokens(fork.tokens, fork.unk_id, fork.case_sensitive, name=str(path))
-    session = Session(hp=hp, model=GPT(hp, params), tokenizer=tokenizer,
+    session = Checkpoint(hp=hp, model=GPT(hp, params), tokenizer=tokenizer,
                       logs=convert_logs(fork.logs), train_state={"seed": 0})
     if fork.optimizer_state:
         opt = AdamW(params, OptimizerConfig(), step=fork.optimizer_step)
