@@ -1,13 +1,15 @@
-"""Shared helpers of the experiments: data, models, a seeded training loop, scores, results, plots.
+"""Shared helpers of the experiments: data, models, training, scores, results, plots.
 
-Everything goes through the library (session.create, training.train_step, surgery, scoring), not
-the CLI, so one process holds every model of an experiment. Training here is the CLI's `train`
-without its display and file saves: the same seeded batches (sample_batch keyed by seed and
-optimizer step), and TrainStep / Eval logs appended to the session, so a model saved with
-`save_model` can be drawn with `femtogpt plot`. Each script writes results/<name>.json (numbers,
-settings, wall time, machine) and results/<name>.png when matplotlib is installed.
+Everything goes through the library (io.checkpoint.create, train.loop.run_training, growth.surgery,
+tasks.scoring), not the CLI, so one process holds every model of an experiment. Training is the
+library's loop, the CLI's `train` without its display and file saves: the same seeded batches
+(keyed by seed and optimizer step), and TrainSession / TrainStep / Eval logs appended to the model,
+so a model saved with `save_model` can be drawn with `femtogpt plot`. Each script writes
+results/<name>.json (numbers, settings, wall time, machine) and results/<name>.png when matplotlib is
+installed, both atomically; `parse_args` also enters the engine's runtime settings for the whole run.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -24,15 +26,18 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from femtogpt.io.logs import TRAIN_STEP, new_log  # noqa: E402
+from femtogpt.atomic import write_atomically  # noqa: E402
+from femtogpt.engine.runtime import engine_threads  # noqa: E402
+from femtogpt.io.logs import EVAL, new_log  # noqa: E402
 from femtogpt.config import Hyperparameters  # noqa: E402
 from femtogpt.tasks.toy_data import file_text  # noqa: E402
 from femtogpt.train.evaluate import evaluate_tokens  # noqa: E402
 from femtogpt.io.checkpoint import create  # noqa: E402
-from femtogpt.text.tokenizer import build_tokenizer  # noqa: E402
-from femtogpt.train.step import sample_batch, train_step  # noqa: E402
+from femtogpt.text.build import build_tokenizer  # noqa: E402
+from femtogpt.train.loop import TrainOptions, run_training  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
+_RUNTIME = contextlib.ExitStack()
 
 
 def parse_args(doc, configure=None):
@@ -49,6 +54,7 @@ def parse_args(doc, configure=None):
     if args.out_dir is None:
         args.out_dir = Path(tempfile.gettempdir()) / "femtogpt-smoke" if args.smoke else RESULTS
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    _RUNTIME.enter_context(engine_threads())  # threads, BLAS and the kernel cache as the CLI has them, to the end
     return args
 
 
@@ -128,31 +134,51 @@ def eval_loss(session, tokens, max_windows=64):
     return float(evaluate_tokens(session.model, tokens, max_windows=max_windows)[0])
 
 
+class _CurveDisplay:
+    """run_training's display for an experiment: records each step's loss in the Curve, evaluates on
+    `val_tokens` every `eval_every` steps of this call and after its last step, and prints a line every
+    `print_every` steps of this call and after its last step."""
+
+    def __init__(self, session, curve, steps, val_tokens, eval_every, label, print_every):
+        self.session, self.curve, self.steps, self.val_tokens = session, curve, steps, val_tokens
+        self.eval_every, self.label, self.print_every = eval_every, label, print_every
+        self.done, self.t0 = 0, time.perf_counter()
+
+    def step(self, step, loss, lr, elapsed):
+        self.curve.train.append(loss)
+        self.done += 1
+        last = self.done == self.steps
+        if self.val_tokens is not None and self.eval_every and (self.done % self.eval_every == 0 or last):
+            v = eval_loss(self.session, self.val_tokens)
+            self.curve.val.append((len(self.curve.train), v))
+            self.session.logs.append(new_log(EVAL, step=step, val_loss=v))
+        if self.print_every and (self.done % self.print_every == 0 or last):
+            val = f" val {self.curve.val[-1][1]:.4f}" if self.curve.val else ""
+            say(f"  {self.label} step {len(self.curve.train)} loss {loss:.4f} (avg10 {self.curve.tail():.4f}){val} "
+                f"lr {lr:.1e} {time.perf_counter() - self.t0:.0f}s")
+
+    def validation(self, step, val_loss):  # run_training's own validation is off (val_fraction 0)
+        pass
+
+    def message(self, text):
+        say(text)
+
+    def close(self):
+        pass
+
+
 def train(session, tokens, steps, seed, curve=None, dropout=0.0, batch_size=32, val_tokens=None,
           eval_every=0, label="", print_every=100):
-    """`steps` seeded training steps (the CLI's train, in memory). Returns the Curve (appended to)."""
+    """`steps` seeded training steps with the library's loop (the CLI's train, in memory, without file
+    saves). Returns the Curve (appended to)."""
     curve = Curve() if curve is None else curve
-    opt = session.ensure_optimizer()
-    T = session.hp.num_tokens
-    session.logs.append(new_log("TrainSession", dropout=dropout, seed=seed, batch_size=batch_size,
-                                start_step=opt.step, dataset=label))
-    t0 = time.perf_counter()
-    for i in range(steps):
-        ids, targets = sample_batch(tokens, batch_size, T, seed, opt.step)
-        ts = time.perf_counter()
-        loss, lr = train_step(session.model, opt, ids, targets, dropout, seed)
-        session.logs.append(new_log(TRAIN_STEP, step=int(opt.step), loss=float(loss), elapsed_ms=int((time.perf_counter() - ts) * 1000), lr=float(lr)))
-        curve.train.append(loss)
-        last = i + 1 == steps
-        if val_tokens is not None and eval_every and ((i + 1) % eval_every == 0 or last):
-            v = eval_loss(session, val_tokens)
-            curve.val.append((len(curve.train), v))
-            session.logs.append(new_log("Eval", step=opt.step, val_loss=v))
-        if print_every and ((i + 1) % print_every == 0 or last):
-            val = f" val {curve.val[-1][1]:.4f}" if curve.val else ""
-            say(f"  {label} step {len(curve.train)} loss {loss:.4f} (avg10 {curve.tail():.4f}){val} "
-                f"lr {lr:.1e} {time.perf_counter() - t0:.0f}s")
-    curve.seconds += time.perf_counter() - t0
+    display = _CurveDisplay(session, curve, steps, val_tokens, eval_every, label, print_every)
+    options = TrainOptions(steps=steps, seed=seed, batch_size=batch_size, dropout=dropout, save_every=0)
+    result = run_training(session, tokens, options, save=lambda: None, display=display,
+                          dataset_info={"dataset": label})
+    curve.seconds += time.perf_counter() - display.t0
+    if result.failure:
+        raise ArithmeticError(f"{label}: {result.failure}")
     return curve
 
 
@@ -194,7 +220,7 @@ def write_results(args, name, data, wall_seconds):
     record = {"experiment": name, "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
               "smoke": bool(args.smoke), "seed": args.seed, "wall_seconds": round(wall_seconds, 1),
               "machine": machine(), **data}
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    write_atomically(out, json.dumps(record, indent=1) + "\n")
     say(f"wrote {out} (wall time {wall_seconds:.0f} s)")
     return out
 

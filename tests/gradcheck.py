@@ -23,20 +23,21 @@ def numeric_grad(f, x, h=1e-6):
     return g
 
 
-def check_op(make_fn, inputs, diff, seed=0, atol=1e-6, rtol=1e-5):
+def check_op(make_fn, inputs, diff, seed=0, atol=1e-6, rtol=1e-5, **settings):
     """make_fn() -> a fresh Function; inputs: list of arrays (float64) or other args;
-    diff: indices of inputs to check. Returns {index: max abs error}."""
+    diff: indices of inputs to check; settings: the call's settings (e.g. p, key).
+    Returns {index: max abs error}."""
     rng = np.random.default_rng(seed)
     fn = make_fn()
-    out = fn.forward(*inputs)
+    out = fn.forward(*inputs, **settings)
     dout = rng.standard_normal(np.shape(out))
 
     def loss():
-        return float((make_fn().forward(*inputs) * dout).sum())
+        return float((make_fn().forward(*inputs, **settings) * dout).sum())
 
     g = Graph()
     tensors = [Tensor(x, requires_grad=i in diff) if i in diff else x for i, x in enumerate(inputs)]
-    result = g(make_fn(), *tensors)
+    result = g(make_fn(), *tensors, **settings)
     g.backward(result, np.asarray(dout, dtype=result.data.dtype))
     errors = {}
     for i in diff:

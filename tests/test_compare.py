@@ -16,7 +16,8 @@ from femtogpt.config import Hyperparameters, OptimizerConfig
 from femtogpt.tasks.toy_data import generate_text
 from femtogpt.io.checkpoint import create
 from femtogpt.growth.surgery import init_with, insert_layer
-from femtogpt.text.tokenizer import build_tokenizer, from_token_list
+from femtogpt.text.build import build_tokenizer
+from femtogpt.text.tokenizer_files import from_token_list
 from femtogpt.train.loop import TrainOptions, run_training
 
 HP = Hyperparameters(vocab_size=101, num_tokens=8, embedding_degree=16, num_layers=2, num_heads=2,

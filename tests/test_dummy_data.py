@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from femtogpt.tasks.toy_data import (CONSONANTS, DEFAULT_SIZES, GENERATORS, SEQ2_NOISE_CHARS, VOWELS,
+from femtogpt.tasks.toy_data import (CONSONANTS, SEQ2_NOISE_CHARS, TASKS, VOWELS,
                             dummy2_result, file_text, generate_text, mask, sequence2_line)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,10 +19,10 @@ SCRIPTS = ROOT / "dummy_data"
 @pytest.fixture(scope="module")
 def full():
     """Each dataset at the reference's size, seed 7."""
-    return {name: generate_text(name, seed=7) for name in GENERATORS}
+    return {name: generate_text(name, seed=7) for name in TASKS}
 
 
-@pytest.mark.parametrize("name", list(GENERATORS))
+@pytest.mark.parametrize("name", list(TASKS))
 def test_seeded_determinism(name):
     assert generate_text(name, 300, seed=1) == generate_text(name, 300, seed=1)
     if name != "simple_sequence":  # deterministic by design
@@ -119,7 +119,7 @@ def script(*args, **kw):
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, **kw)
 
 
-@pytest.mark.parametrize("name", list(GENERATORS))
+@pytest.mark.parametrize("name", list(TASKS))
 def test_scripts_print_the_reference_output(name, tmp_path):
     r = script(SCRIPTS / f"{name}.py", "--seed", 3, "--size", 25, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -131,7 +131,7 @@ def test_scripts_print_the_reference_output(name, tmp_path):
 
 def test_script_defaults_and_bad_flags(tmp_path):
     r = script(SCRIPTS / "simple_sequence.py")
-    assert r.returncode == 0 and len(r.stdout) == 3 * DEFAULT_SIZES["simple_sequence"]
+    assert r.returncode == 0 and len(r.stdout) == 3 * TASKS["simple_sequence"].default_size
     r = script(SCRIPTS / "simple_dummy.py", "--size", 0)
     assert r.returncode == 2 and "--size" in r.stderr
     r = script(SCRIPTS / "simple_sequence2.py", "--no-noise", "--size", 3)
@@ -148,7 +148,7 @@ def test_mask_script(tmp_path):
     assert script(SCRIPTS / "mask.py", "--rate", 2, input="x").returncode == 2
 
 
-@pytest.mark.parametrize("name", list(GENERATORS))
+@pytest.mark.parametrize("name", list(TASKS))
 def test_cli_dummy_data(name, tmp_path):
     from femtogpt.cli import cli
 

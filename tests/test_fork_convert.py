@@ -1,7 +1,6 @@
 """Importing the fork's own model files: weights, moments, token ids and logs survive, and the
 imported model computes the fork's logits through its own tokenizer."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,7 @@ from femtogpt.io.model_file import load_model_file
 from femtogpt.cli import cli
 from femtogpt.io.fork_reader import read_fork_model
 from femtogpt.io.checkpoint import load
-
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "fork"
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fork fixtures not found at {FIXTURES}")
+from tests.fixture_paths import FORK_FIXTURES as FIXTURES
 
 
 def run(*args):

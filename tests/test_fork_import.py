@@ -1,7 +1,7 @@
 """The fork's own model files read exactly: tensors, tokenizer, optimizer and logs match its `info` output.
 
-The fixtures are real files made by the Rust fork (../shared/fixtures/fork, beside the repo clone); the tests
-that need them skip when that folder is absent. Damaged files must fail with one ForkFileError line.
+The fixtures are real files made by the Rust fork, committed in tests/fixtures/fork (see its README).
+Damaged files must fail with one ForkFileError line.
 """
 import json
 import struct
@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from femtogpt.io.fork_reader import ForkFileError, ForkModel, fork_file_hash, parse_fork_model, read_fork_model
+from femtogpt.io.fork_reader import ForkFileError, ForkModel, parse_fork_model, read_fork_model
+from tests.fixture_paths import FORK_FIXTURES as FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "fork"
 MODELS = ["tiny_more", "tiny_abs", "tiny_inserted", "tiny_bpe_child"]
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fork fixtures not found at {FIXTURES}")
 
 _cache: dict = {}
 
@@ -130,7 +129,6 @@ def assert_one_line_error(data: bytes, tmp_path: Path, name: str = "bad.dat") ->
 # ----------------------------------------------------------------------------------------------- the fixtures
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", MODELS)
 def test_fixture_tensors_and_hyperparameters(name):
     m, inf = load(name), info(name)
@@ -146,14 +144,12 @@ def test_fixture_tensors_and_hyperparameters(name):
     assert m.pos_enc == ("absolute" if name == "tiny_abs" else "none")
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", MODELS)
 def test_fixture_round_trip_is_lossless(name):
     # writing back what we read gives the file byte for byte: every field was read, in order
     assert encode(load(name)) == (FIXTURES / f"{name}.dat").read_bytes()
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", MODELS)
 def test_fixture_logs_match_info(name):
     ours, theirs = load(name).logs, [flat_log(l) for l in info(name)["logs"]]
@@ -168,7 +164,6 @@ def test_fixture_logs_match_info(name):
     assert ours[0]["kind"] == "Init"
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", ["tiny_more", "tiny_abs"])
 def test_fixture_loss_file_is_last_train_steps(name):
     expected = np.array((FIXTURES / f"loss_{name}.txt").read_text().split(), dtype=np.float32)
@@ -176,7 +171,6 @@ def test_fixture_loss_file_is_last_train_steps(name):
     assert np.array_equal(np.array(steps[-100:], dtype=np.float32), expected)
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", MODELS)
 def test_fixture_tokenizer_matches_info(name):
     m, inf = load(name), info(name)
@@ -188,7 +182,6 @@ def test_fixture_tokenizer_matches_info(name):
         assert m.tokens[t["index"]].decode("utf-8", "replace") == t["string"], t  # info prints a lossy decode
 
 
-@needs_fixtures
 def test_fixture_optimizer_state():
     m = load("tiny_more")
     assert m.optimizer_step == 312
@@ -202,22 +195,9 @@ def test_fixture_optimizer_state():
     assert inserted.logs[-2]["index"] == 1
 
 
-@needs_fixtures
-def test_fork_file_hash_matches_logged_dataset_hash():
-    sessions = [l for name in MODELS for l in load(name).logs if l["kind"] == "TrainSession"]
-    assert sessions and all(s["file"] == "dataset.txt" for s in sessions)
-    assert {s["file_hash"] for s in sessions} == {fork_file_hash((FIXTURES / "dataset.txt").read_bytes())}
-
-
-def test_fork_file_hash_of_nothing_is_the_seed():
-    assert fork_file_hash(b"") == "f" * 20
-    assert len(fork_file_hash(b"x" * 1000)) == 20
-
-
 # ----------------------------------------------------------------------------------------------- bad input
 
 
-@needs_fixtures
 def test_truncated_fixture_always_fails_cleanly(tmp_path):
     data = (FIXTURES / "tiny_inserted.dat").read_bytes()           # holds every log kind but Init's neighbours
     for n in (0, 1, 10, len(data) // 2, len(data) - 1):
@@ -228,7 +208,6 @@ def test_truncated_fixture_always_fails_cleanly(tmp_path):
             parse_fork_model(data[:n], "cut")
 
 
-@needs_fixtures
 def test_flipped_enum_variants_and_bools_fail(tmp_path):
     data = (FIXTURES / "tiny_more.dat").read_bytes()
     m = load("tiny_more")
@@ -245,7 +224,6 @@ def test_flipped_enum_variants_and_bools_fail(tmp_path):
         assert expected in msg and f"at byte {at} " in msg, msg
 
 
-@needs_fixtures
 def test_trailing_garbage_fails(tmp_path):
     data = (FIXTURES / "tiny_bpe_child.dat").read_bytes()
     msg = assert_one_line_error(data + b"\0", tmp_path)

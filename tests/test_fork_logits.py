@@ -1,6 +1,5 @@
 """The forward pass on the fork's own trained weights reproduces the fork's own logits."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +8,7 @@ from femtogpt.config import Hyperparameters
 from femtogpt.io.fork_reader import read_fork_model
 from femtogpt.model.gpt import GPT
 from femtogpt.engine.params import Parameters
-
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "fork"
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fork fixtures not found at {FIXTURES}")
+from tests.fixture_paths import FORK_FIXTURES as FIXTURES
 
 
 def load_fork(name):

@@ -5,7 +5,9 @@ import numba
 import numpy as np
 import pytest
 
-from femtogpt.model.generate import Generator, generate, sample_next
+from femtogpt.model.generate import generate
+from femtogpt.model.kv_cache import Generator
+from femtogpt.model.sampling import sample_next
 from tests.models import make_test_model
 
 V, T = 13, 6
@@ -248,3 +250,20 @@ def test_sampler_is_reproducible_and_validates():
             sample_next(logits, rng=rng, **kw)
     with pytest.raises(ValueError):
         sample_next(np.array([0.0, np.nan]), rng=rng)
+
+
+def test_generation_and_training_run_the_one_definition_of_the_block(monkeypatch):
+    import femtogpt.model.block as block_module
+
+    real, runners = block_module.block, []
+
+    def recording_block(run, l, n, next_norm):
+        runners.append(type(run).__name__)
+        return real(run, l, n, next_norm)
+
+    monkeypatch.setattr(block_module, "block", recording_block)
+    model = make_model(np.float64)  # 2 layers
+    Generator(model).feed([1, 2, 3])
+    model.logits(np.array([[1, 2, 3]]))
+    model.loss_and_grad(np.array([[1, 2, 3]]), np.array([[2, 3, 4]]))
+    assert runners == ["_CacheRun"] * 2 + ["TapeRun"] * 4

@@ -1,6 +1,7 @@
 """Task scores: the judges on hand-made correct and incorrect generations, the probes against the
 reference eval and log, the runner with an oracle in place of the model, and `score` / `plot`
 through the CLI on a tiny trained model."""
+import contextlib
 import json
 import re
 import sys
@@ -12,9 +13,9 @@ from click.testing import CliRunner
 from femtogpt.tasks import scoring
 from femtogpt.cli import cli
 from femtogpt.tasks.toy_data import dummy2_result, generate_text
-from femtogpt.tasks.scoring import (check_dummy_word, dummy2_probes, dummy2_table, judge_addition,
-                              judge_sequence, judge_sequence2, score_dummy_text, sequence2_next,
-                              sequence_continuation, sequence_probes, task_probes)
+from femtogpt.tasks.probes import (check_dummy_word, dummy2_probes, dummy2_table, judge_addition,
+                                   judge_sequence, judge_sequence2, score_dummy_text, sequence2_next,
+                                   sequence_continuation, sequence_probes, task_probes)
 
 
 # simple_dummy ------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def oracle_answer(task, prompt, wrong=False):
 
 @pytest.fixture
 def ascii_tok():
-    from femtogpt.text.tokenizer import build_tokenizer
+    from femtogpt.text.build import build_tokenizer
 
     return build_tokenizer("ascii")
 
@@ -222,7 +223,6 @@ def test_score_command_text_and_errors(tiny_model, tmp_path):
 
 
 def test_plot_command(tiny_model, tmp_path):
-    pytest.importorskip("matplotlib")
     out = tmp_path / "loss.png"
     r = run("plot", "--model", tiny_model, "--model", tiny_model, "--out", out, "--smooth", "3")
     assert "24 steps" in r.output and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -258,3 +258,14 @@ def test_help_lists_score_and_plot_without_numpy():
             "r = CliRunner().invoke(cli, ['--help']); assert 'score' in r.output and 'plot' in r.output; "
             "assert 'numpy' not in sys.modules and 'matplotlib' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent).returncode == 0
+
+
+def test_every_task_table_is_keyed_by_the_one_list_of_tasks():
+    from femtogpt.tasks.probes import JUDGES, LOG_PROMPTS
+    from femtogpt.tasks.toy_data import TASKS
+
+    assert set(JUDGES) == set(TASKS) - {"simple_dummy"}     # simple_dummy is judged as open text
+    assert set(LOG_PROMPTS) <= set(TASKS)
+    for name in TASKS:
+        with pytest.raises(ValueError) if name == "simple_dummy" else contextlib.nullcontext():
+            task_probes(name, 3, 0)

@@ -12,7 +12,8 @@ from femtogpt.engine.params import reference_names
 from femtogpt.io.checkpoint import create, load
 from femtogpt.growth.surgery import (VOCAB_TENSORS, init_with, insert_layer, insert_moves, layer_names, layer_of,
                               rename_layer)
-from femtogpt.text.tokenizer import build_tokenizer, from_token_list
+from femtogpt.text.build import build_tokenizer
+from femtogpt.text.tokenizer_files import from_token_list
 from femtogpt.train.step import sample_batch, train_step
 from tests.run_cli import run
 

@@ -1,4 +1,4 @@
-"""femtogpt.text.tokenizer: every kind round-trips, ids are deterministic, <unk> and reserved tokens behave,
+"""femtogpt.text (tokenizer, build, tokenizer_files, corpus, bpe, token_cache): every kind round-trips, ids are deterministic, <unk> and reserved tokens behave,
 train_bpe ends on any corpus, and the token cache is exact and reused."""
 import json
 import os
@@ -12,7 +12,12 @@ import pytest
 from tokenizers import pre_tokenizers
 
 from femtogpt.text import tokenizer as T
-from femtogpt.text.tokenizer import TextTokenizer, TokenizerError, build_tokenizer
+from femtogpt.text.bpe import train_bpe
+from femtogpt.text.build import build_tokenizer
+from femtogpt.text.corpus import read_text
+from femtogpt.text.token_cache import encode_file_cached
+from femtogpt.text.tokenizer import TextTokenizer, TokenizerError
+from femtogpt.text.tokenizer_files import default_tokenizer_json, load_tokenizer_file
 
 ROOT = Path(__file__).resolve().parents[1]
 ASCII_TEXT = "Hello, World!\n\tfn main() { let x = 42; }\r\n  trailing  \x0b\x0c~"
@@ -118,7 +123,7 @@ def test_char_from_a_directory(tmp_path):
     (tmp_path / "b.txt").write_text("bbb", encoding="utf-8")
     (tmp_path / "a.txt").write_text("aa", encoding="utf-8")
     (tmp_path / ".hidden").write_text("zzzzzz", encoding="utf-8")
-    assert T.read_text(tmp_path) == "aa\nbbb"             # sorted, a newline between files
+    assert read_text(tmp_path) == "aa\nbbb"             # sorted, a newline between files
     tok = build_tokenizer("char", tmp_path)
     assert [tok.token_str(i) for i in range(tok.vocab_size)] == ["<unk>", "b", "a", "\n"]
 
@@ -153,7 +158,7 @@ def test_reserved_tokens_are_appended_never_encoded_and_replaceable():
 
 
 def test_reserve_is_not_doubled_for_a_file_that_has_them(tmp_path):
-    tok, _ = T.train_bpe("abc abc abd " * 50, 300, reserve_tokens=4)
+    tok, _ = train_bpe("abc abc abd " * 50, 300, reserve_tokens=4)
     path = tmp_path / "t.json"
     path.write_text(tok.to_json(), encoding="utf-8")
     again = build_tokenizer("bpe", path, reserve_tokens=4)
@@ -179,7 +184,9 @@ def test_json_round_trip_gives_identical_ids(char_data):
 
 DETERMINISM_SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
-    from femtogpt.text.tokenizer import build_tokenizer, train_bpe, from_token_list
+    from femtogpt.text.bpe import train_bpe
+    from femtogpt.text.build import build_tokenizer
+    from femtogpt.text.tokenizer_files import from_token_list
     text = "The quick brown fox, naïve café 漢字 😀 <unk>\\n\\tjumps over 12345 lazy dogs." * 3
     corpus = " ".join(f"w{i % 97} x{i % 13}y{i % 7}" for i in range(3000))
     toks = {k: build_tokenizer(k, sys.argv[1] if k == "char" else None, reserve_tokens=2)
@@ -208,18 +215,18 @@ def test_ids_are_deterministic_across_processes(char_data):
 
 def test_train_bpe_vocab_size_and_what_small_corpora_allow():
     corpus = make_corpus(200_000)
-    tok, note = T.train_bpe(corpus, 600)
+    tok, note = train_bpe(corpus, 600)
     assert tok.vocab_size == 600 and note == "" and tok.unk_id is None
     assert tok.decode(tok.encode(corpus)) == corpus and len(tok.encode(corpus)) < len(corpus) / 3
-    one, note = T.train_bpe("a", 512)
+    one, note = train_bpe("a", 512)
     assert one.vocab_size == 256 and "only 256 tokens" in note and "512" in note
-    rep, note = T.train_bpe("ab" * 5000, 1000)
+    rep, note = train_bpe("ab" * 5000, 1000)
     assert 256 < rep.vocab_size < 1000 and f"only {rep.vocab_size} tokens" in note
     with pytest.raises(TokenizerError, match="empty"):
-        T.train_bpe("", 300)
+        train_bpe("", 300)
     with pytest.raises(TokenizerError, match="at least 256"):
-        T.train_bpe("abc", 100)
-    ci, _ = T.train_bpe("Hello HELLO hello " * 100, 300, case_insensitive=True, reserve_tokens=2)
+        train_bpe("abc", 100)
+    ci, _ = train_bpe("Hello HELLO hello " * 100, 300, case_insensitive=True, reserve_tokens=2)
     assert ci.case_insensitive and list(ci.encode("HELLO")) == list(ci.encode("hello"))
     assert ci.vocab_size == len(ci.hf.get_vocab()) and ci.reserved == ["<|reserved_000|>", "<|reserved_001|>"]
 
@@ -227,18 +234,18 @@ def test_train_bpe_vocab_size_and_what_small_corpora_allow():
 def test_train_bpe_reads_paths_and_rejects_bad_ones(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(TokenizerError, match="empty"):
-        T.train_bpe(tmp_path / "empty.txt", 300)
+        train_bpe(tmp_path / "empty.txt", 300)
     with pytest.raises(TokenizerError, match="no such file"):
-        T.train_bpe(tmp_path / "missing.txt", 300)
+        train_bpe(tmp_path / "missing.txt", 300)
     (tmp_path / "a.txt").write_text(make_corpus(20_000), encoding="utf-8")
-    tok, note = T.train_bpe([tmp_path / "a.txt"], 300)
+    tok, note = train_bpe([tmp_path / "a.txt"], 300)
     assert tok.vocab_size == 300 and note == ""
 
 
 def test_token_lists_and_fork_json(tmp_path):
     path = tmp_path / "list.json"
     path.write_text(json.dumps(["abc", "ab", "a", "b", "c", ";\n", "<unk>", "ab"]))
-    tok = T.load_tokenizer_file(path)
+    tok = load_tokenizer_file(path)
     assert tok.kind == "bpe" and tok.vocab_size == 7 and tok.unk_id == 0
     assert tok.token_str(1) == "abc" and tok.token_str(6) == ";\n"
     assert list(tok.encode("abcab;\n")) == [1, 2, 6]            # the fewest tokens
@@ -248,17 +255,17 @@ def test_token_lists_and_fork_json(tmp_path):
     fork = tmp_path / "fork.json"
     fork.write_text(json.dumps({"unit": "Char", "case_sensitive": False, "unk": 1,
                                 "tokens": {"0": [97], "1": list(b"<unk>"), "2": [98], "3": list(b"ab")}}))
-    ftok = T.load_tokenizer_file(fork)
+    ftok = load_tokenizer_file(fork)
     assert ftok.unk_id == 1 and ftok.case_insensitive and list(ftok.encode("ABb")) == [3, 2]
     for bad, msg in ((["a", 3], "only strings"), (["a", ""], "empty string"), ({"x": 1}, "not a tokenizer")):
         path.write_text(json.dumps(bad))
         with pytest.raises(TokenizerError, match=msg):
-            T.load_tokenizer_file(path)
+            load_tokenizer_file(path)
     path.write_text("{oops")
     with pytest.raises(TokenizerError, match="not JSON"):
-        T.load_tokenizer_file(path)
+        load_tokenizer_file(path)
     with pytest.raises(TokenizerError, match="no such tokenizer file"):
-        T.load_tokenizer_file(tmp_path / "nope.json")
+        load_tokenizer_file(tmp_path / "nope.json")
 
 
 def test_a_foreign_tokenizer_json_encodes_whole_texts(tmp_path):
@@ -267,7 +274,7 @@ def test_a_foreign_tokenizer_json_encodes_whole_texts(tmp_path):
     hf.add_special_tokens(["<|endoftext|>"])
     path = tmp_path / "hf.json"
     path.write_text(hf.to_str(), encoding="utf-8")
-    tok = T.load_tokenizer_file(path)
+    tok = load_tokenizer_file(path)
     text = "hello world, " * 10 + "<|endoftext|>"
     assert tok.decode(tok.encode(text)) == text and len(tok.encode(text)) > 8
     assert tok.hf.token_to_id("<|endoftext|>") not in tok.encode(text)    # special: only by id
@@ -276,7 +283,7 @@ def test_a_foreign_tokenizer_json_encodes_whole_texts(tmp_path):
 def test_shipped_tokenizer_is_package_data_and_matches_the_top_level_copy():
     packaged = ROOT / "femtogpt" / "data" / "tokenizer.json"
     assert packaged.read_bytes() == (ROOT / "tokenizer.json").read_bytes()
-    assert T.default_tokenizer_json() == packaged.read_text(encoding="utf-8")
+    assert default_tokenizer_json() == packaged.read_text(encoding="utf-8")
     tok = build_tokenizer("bpe")
     assert tok.summary() == "bpe, 768 tokens, case-sensitive" and tok.byte_level
     assert 'femtogpt = ["data/*.json"]' in (ROOT / "pyproject.toml").read_text()
@@ -284,16 +291,16 @@ def test_shipped_tokenizer_is_package_data_and_matches_the_top_level_copy():
 
 def test_read_text_errors_and_invalid_utf8(tmp_path):
     with pytest.raises(TokenizerError, match="no such file"):
-        T.read_text(tmp_path / "missing")
+        read_text(tmp_path / "missing")
     (tmp_path / "e.txt").write_bytes(b"")
     with pytest.raises(TokenizerError, match="empty"):
-        T.read_text(tmp_path / "e.txt")
+        read_text(tmp_path / "e.txt")
     (tmp_path / "d").mkdir()
     with pytest.raises(TokenizerError, match="no files"):
-        T.read_text(tmp_path / "d")
+        read_text(tmp_path / "d")
     (tmp_path / "bad.txt").write_bytes(b"ok \xff\xfe end\r\n")
     notes = []
-    assert T.read_text(tmp_path / "bad.txt", notes.append) == "ok \ufffd\ufffd end\r\n"   # \r\n kept
+    assert read_text(tmp_path / "bad.txt", notes.append) == "ok \ufffd\ufffd end\r\n"   # \r\n kept
     assert len(notes) == 1 and "bad.txt at byte 3" in notes[0] and "not valid UTF-8" in notes[0]
 
 
@@ -312,19 +319,19 @@ def test_encode_file_cached_is_exact_and_reused(tmp_path, monkeypatch):
     data.write_text(ASCII_TEXT * 200 + "\u2603", encoding="utf-8")
     tok = build_tokenizer("ascii")
     seen, warnings = [], []
-    ids = T.encode_file_cached(tok, data, progress=lambda d, t: seen.append((d, t)), warn=warnings.append)
-    assert ids.dtype == np.uint16 and list(ids) == list(tok.encode(T.read_text(data)))
+    ids = encode_file_cached(tok, data, progress=lambda d, t: seen.append((d, t)), warn=warnings.append)
+    assert ids.dtype == np.uint16 and list(ids) == list(tok.encode(read_text(data)))
     assert seen[-1][0] == seen[-1][1] and len(list((tmp_path / "cache").glob("*.npy"))) == 1
     assert len(warnings) == 1 and "1 <unk>" in warnings[0]
     monkeypatch.setattr(TextTokenizer, "encode_large", lambda *a, **k: pytest.fail("cache not used"))
-    again = T.encode_file_cached(tok, data, warn=warnings.append)
+    again = encode_file_cached(tok, data, warn=warnings.append)
     assert again.dtype == np.uint16 and np.array_equal(again, ids)
     # a directory dataset, and another tokenizer, get their own entries
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "x.txt").write_text("abc", encoding="utf-8")
     monkeypatch.undo()
     monkeypatch.setenv("FEMTOGPT_CACHE_DIR", str(tmp_path / "cache"))
-    assert list(T.encode_file_cached(build_tokenizer("byte"), tmp_path / "dir")) == [97, 98, 99]
+    assert list(encode_file_cached(build_tokenizer("byte"), tmp_path / "dir")) == [97, 98, 99]
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
     assert T.id_dtype(65536) == np.uint16 and T.id_dtype(65537) == np.uint32
 

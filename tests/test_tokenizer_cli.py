@@ -4,12 +4,14 @@ import json
 import time
 from pathlib import Path
 
-import msgpack
 import pytest
 from click.testing import CliRunner
 
 from femtogpt.cli import cli
-from femtogpt.text.tokenizer import build_tokenizer, load_tokenizer_file, read_text, train_bpe
+from femtogpt.text.bpe import train_bpe
+from femtogpt.text.build import build_tokenizer
+from femtogpt.text.corpus import read_text
+from femtogpt.text.tokenizer_files import load_tokenizer_file
 from tests.test_tokenizer import make_corpus
 
 
@@ -88,8 +90,7 @@ def test_train_bpe_on_10_mb_finishes_fast(run):
 
 def test_count_tokens_reads_a_model_file_and_token_lists(run):
     tok = build_tokenizer("ascii", reserve_tokens=1)
-    Path("model.dat").write_bytes(msgpack.packb({"format": "femtogpt", "version": 1, "tokenizer": tok.to_json(),
-                                                 "tokenizer_meta": tok.meta(), "tensors": {}}))
+    _tiny_model(tok).save("model.dat")
     Path("d.txt").write_text("hello <unk> wörld\n", encoding="utf-8")
     out = json.loads(run("count-tokens", "--model", "model.dat", "--dataset", "d.txt", "--json").output)
     assert out["total"] == len(tok.encode("hello <unk> wörld\n")) == 18 and out["unknown"] == 1
@@ -99,6 +100,25 @@ def test_count_tokens_reads_a_model_file_and_token_lists(run):
     Path("dir/a.txt").write_text("hello world", encoding="utf-8")
     out = json.loads(run("count-tokens", "--model", "list.json", "--dataset", "dir", "--json").output)
     assert out["total"] == 7 and out["vocab_size"] == 8     # "hello" " " w o r l d
+
+
+def _tiny_model(tok):
+    from femtogpt.config import Hyperparameters
+    from femtogpt.io.checkpoint import create
+
+    hp = Hyperparameters(vocab_size=tok.vocab_size, num_tokens=4, embedding_degree=4, num_layers=1, num_heads=2)
+    return create(hp, tok, seed=0)
+
+
+def test_count_tokens_verifies_a_model_files_checksum(run):
+    _tiny_model(build_tokenizer("byte")).save("model.dat")
+    Path("d.txt").write_text("abc")
+    assert run("count-tokens", "--model", "model.dat", "--dataset", "d.txt").exit_code == 0
+    data = bytearray(Path("model.dat").read_bytes())
+    data[len(data) // 2] ^= 0x01                            # one flipped bit in the tensors
+    Path("model.dat").write_bytes(bytes(data))
+    assert one_error_line(run("count-tokens", "--model", "model.dat", "--dataset", "d.txt")) == (
+        "Error: --model model.dat: truncated or corrupt (checksum mismatch)")
 
 
 def test_count_tokens_bad_files_are_one_line(run):

@@ -8,7 +8,7 @@ from femtogpt.train import loop as trainer
 from femtogpt.config import Hyperparameters, OptimizerConfig
 from femtogpt.tasks.toy_data import generate_text
 from femtogpt.io.checkpoint import create, load
-from femtogpt.text.tokenizer import build_tokenizer
+from femtogpt.text.build import build_tokenizer
 from femtogpt.train.loop import TrainOptions, run_training
 from tests.run_cli import run
 
@@ -148,17 +148,17 @@ def test_keep_best_refuses_another_models_best_file_and_survives_a_failing_save(
     assert (model / "model.best.dat").read_bytes() == before
     (model / "model.best.dat").unlink()
     # the best file cannot be written (a full disk, say): warn, train on, and still save the model
-    from femtogpt.cli import model as model_cmds
-    from femtogpt.cli.common import UserError
+    from femtogpt.io.checkpoint import Checkpoint
+    from femtogpt.io.model_file import ModelFileError
 
-    real_save = model_cmds.save_session
+    real_save = Checkpoint.save
 
-    def failing(session, path):
+    def failing(ckpt, path):
         if str(path).endswith("model.best.dat"):
-            raise UserError(f"{path}: cannot save: no space left on device; nothing was written")
-        real_save(session, path)
+            raise ModelFileError(f"{path}: cannot save: no space left on device; nothing was written")
+        real_save(ckpt, path)
 
-    monkeypatch.setattr(model_cmds, "save_session", failing)
+    monkeypatch.setattr(Checkpoint, "save", failing)
     r = run("train", "--steps", 10, *common)
     assert "warning: model.best.dat: cannot save: no space left on device" in r.output
     assert "training goes on" in r.output and "Saved model.dat at step 10" in r.output
@@ -171,3 +171,16 @@ def test_export_refuses_to_overwrite_its_own_model(model):
     r = run("export", "--out", "model.dat", "--format", "npz", "--force", ok=False)
     assert r.exit_code != 0 and r.output.strip() == "Error: --out model.dat is the model file itself; choose another name"
     assert (model / "model.dat").read_bytes() == before
+
+
+def test_batch_offset_keys_batches_by_the_steps_of_this_run(monkeypatch):
+    # the experiments' arms (optimizer kept or reset) must see the same data: with batch_offset the
+    # batches are keyed by (seed, batch_offset + i), whatever the optimizer step is
+    keys = []
+    real = trainer.sample_batch
+    monkeypatch.setattr(trainer, "sample_batch", lambda *a: keys.append(a[-1]) or real(*a))
+    session, tokens = small_session()
+    run_training(session, tokens, TrainOptions(steps=3, seed=0, batch_size=2, save_every=0), lambda: None, _Quiet())
+    run_training(session, tokens, TrainOptions(steps=3, seed=0, batch_size=2, save_every=0, batch_offset=1000),
+                 lambda: None, _Quiet())
+    assert keys == [0, 1, 2, 1000, 1001, 1002] and session.step == 6

@@ -1,20 +1,25 @@
 """The `femtogpt` command line: Click commands that parse, call one library function and print.
 
-One module per area, each listing its Click commands in COMMANDS. No model logic lives here, and
+One module per area, each listing its Click commands in COMMANDS; cli/common.py holds what several
+share, and no command module imports another. No model logic lives here, and
 nothing heavy is imported at module level: `femtogpt --help` must start instantly, so each command
 imports the engine (NumPy, Numba kernels) inside its body.
 """
 import click
 
-from femtogpt.cli import bench, data, export, fork, growth, model, scoring, text
+from femtogpt.cli import bench, data, export, fork, growth, infer, info, model, scoring, text
 
-COMMAND_MODULES = [model, text, growth, data, scoring, fork, export, bench]
+COMMAND_MODULES = [model, infer, info, text, growth, data, scoring, fork, export, bench]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="femtogpt")
-def cli():
+@click.pass_context
+def cli(ctx):
     """femtogpt: train, grow and inspect small GPT models on your CPU (NumPy + Numba)."""
+    from femtogpt.engine.runtime import engine_threads
+
+    ctx.with_resource(engine_threads())  # threads, BLAS and the kernel cache for the whole command
 
 
 for _module in COMMAND_MODULES:

@@ -6,7 +6,8 @@ import click
 
 from femtogpt.cli.common import UserError
 
-DEFAULT_TORCH_SCRIPT = Path(__file__).resolve().parents[2].parent / "shared" / "bench" / "torch_ref.py"
+# the PyTorch reference lives in the repository (bench/torch_ref.py), not in the installed package
+DEFAULT_TORCH_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "torch_ref.py"
 
 
 @click.command()
@@ -17,7 +18,7 @@ DEFAULT_TORCH_SCRIPT = Path(__file__).resolve().parents[2].parent / "shared" / "
 @click.option("--torch", "with_torch", is_flag=True,
               help="Also run the PyTorch reference (needs `pip install torch==2.13.0`) and print ratios.")
 @click.option("--torch-script", type=click.Path(exists=True, dir_okay=False), default=None,
-              help=f"Path of torch_ref.py [default: {DEFAULT_TORCH_SCRIPT}].")
+              help="Path of the PyTorch reference torch_ref.py [default: bench/torch_ref.py of the femtogpt checkout].")
 @click.option("--profile", is_flag=True,
               help="Also time every op (forward and backward) over as many extra steps and print where the time goes.")
 @click.option("--out", type=click.Path(dir_okay=False), default="bench/results.json", help="JSON results file.")
@@ -29,7 +30,8 @@ def bench(configs, steps, threads, with_torch, torch_script, profile, out):
     if with_torch:
         script = Path(torch_script) if torch_script else DEFAULT_TORCH_SCRIPT
         if not script.exists():
-            raise UserError(f"--torch: {script} not found; pass --torch-script")
+            raise UserError(f"--torch: {script} not found (torch_ref.py is in the repository's bench/, not in an "
+                            "installed package); pass --torch-script PATH")
         try:
             import torch  # noqa: F401
         except ImportError:

@@ -5,13 +5,11 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError
-
-GENERATOR_NAMES = ("simple_dummy", "addition_dummy", "simple_dummy2", "simple_sequence", "simple_sequence2")
+from femtogpt.cli.common import TOY_TASKS, UserError, save_checkpoint
 
 
 @click.command(name="dummy-data")
-@click.argument("name", type=click.Choice(GENERATOR_NAMES))
+@click.argument("name", type=TOY_TASKS)
 @click.option("--seed", type=int, default=None, help="Seed [default: random].")
 @click.option("--size", type=click.IntRange(min=1), default=None,
               help="In the generator's unit (words, lines, attempts, groups) [default: the reference's].")
@@ -39,14 +37,14 @@ def demo(workdir, seconds, seed):
     Writes DIR/dataset.txt (simple_dummy words like "jakogi;") and DIR/model.dat, which the other
     commands can then use (try `femtogpt info --model DIR/model.dat`).
     """
-    from femtogpt.cli.model import save_session, warm_up_kernels
     from femtogpt.config import Hyperparameters
     from femtogpt.train.progress import TrainDisplay
     from femtogpt.tasks.toy_data import generate_text
     from femtogpt.model.generate import sample_text
     from femtogpt.io.checkpoint import create
-    from femtogpt.text.tokenizer import build_tokenizer
+    from femtogpt.text.build import build_tokenizer
     from femtogpt.train.loop import TrainOptions, run_training
+    from femtogpt.train.precompile import warm_up
 
     out = Path(workdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,27 +55,27 @@ def demo(workdir, seconds, seed):
     tok = build_tokenizer("ascii")
     hp = Hyperparameters(vocab_size=tok.vocab_size, num_tokens=32, embedding_degree=64, num_layers=4,
                          num_heads=4, pos_enc="none")
-    session = create(hp, tok, seed)
+    ckpt = create(hp, tok, seed)
     click.echo(f"2/3 Initialised {model_path}: {hp.num_params():,} parameters (E64 L4 H4, context 32).")
     tokens = tok.encode(text)
     live = sys.stdout.isatty()
-    warm_up_kernels(live)
+    warm_up(spinner=live)
     click.echo(f"3/3 Training for {seconds:.0f} s (Ctrl-C to stop early)...")
     deadline = time.perf_counter() + seconds
     options = TrainOptions(steps=1_000_000, seed=seed, save_every=0)  # the deadline ends it
     display = TrainDisplay(None, 0, 32 * hp.num_tokens, live=live)
     try:
-        result = run_training(session, tokens, options, lambda: save_session(session, model_path), display,
+        result = run_training(ckpt, tokens, options, lambda: save_checkpoint(ckpt, model_path), display,
                               should_stop=lambda: time.perf_counter() > deadline,
                               dataset_info={"dataset": str(dataset)})
     except KeyboardInterrupt:
-        save_session(session, model_path)
+        save_checkpoint(ckpt, model_path)
         result = None
     last = f"; loss {result.last_loss:.4f}" if result is not None else ""
-    click.echo(f"Trained {session.step} steps{last}. Saved {model_path}.")
+    click.echo(f"Trained {ckpt.step} steps{last}. Saved {model_path}.")
     click.echo("Samples (prompt: a newline):")
     for k in range(3):
-        click.echo("  " + sample_text(session.model, tok, 40, temperature=0.8, seed=seed + k).replace("\n", " "))
+        click.echo("  " + sample_text(ckpt.model, tok, 40, temperature=0.8, seed=seed + k).replace("\n", " "))
     click.echo(f"Next: femtogpt train --model {model_path} --dataset {dataset} --steps 500")
     if result is not None and result.failure:
         raise UserError(result.failure)

@@ -1,7 +1,7 @@
 """`export`: the weights as plain tensors (safetensors or NumPy .npz) for use outside femtogpt."""
 import click
 
-from femtogpt.cli.common import UserError, model_option, same_file
+from femtogpt.cli.common import UserError, check_new_file, model_option, open_checkpoint, same_file
 
 
 @click.command()
@@ -16,20 +16,19 @@ def export(model_path, out_path, fmt, force):
     tokenizer (Hugging Face JSON) and the optimizer step in the metadata. Not a transformers model:
     femtoGPT's architecture has no matching class there."""
     from femtogpt.io.model_file import ModelFileError
-    from femtogpt.cli.model import check_new_file, open_session
     from femtogpt.io.export import export as write_export
 
     fmt = fmt or ("npz" if out_path.lower().endswith(".npz") else "safetensors")
     if same_file(out_path, model_path):
         raise UserError(f"--out {out_path} is the model file itself; choose another name")
     check_new_file(out_path, force)
-    session = open_session(model_path)
+    ckpt = open_checkpoint(model_path)
     try:
-        count, size = write_export(session, out_path, fmt)
+        count, size = write_export(ckpt, out_path, fmt)
     except ModelFileError as exc:
         raise UserError(str(exc)) from None
-    click.echo(f"Exported {model_path} ({session.hp.num_params():,} parameters, {count} tensors, step "
-               f"{session.step}) to {out_path}: {fmt}, {size:,} bytes")
+    click.echo(f"Exported {model_path} ({ckpt.hp.num_params():,} parameters, {count} tensors, step "
+               f"{ckpt.step}) to {out_path}: {fmt}, {size:,} bytes")
 
 
 COMMANDS = [export]

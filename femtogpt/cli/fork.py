@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError
+from femtogpt.cli.common import UserError, check_new_file, save_checkpoint
 
 
 @click.command(name="import-fork")
@@ -13,8 +13,8 @@ from femtogpt.cli.common import UserError
 def import_fork(fork_file, output, force):
     """Convert the fork's FORK_FILE (.dat, bincode) into OUTPUT, keeping the weights, the optimizer
     state, the token ids and the logs (so `compare` sees lineage between imported models)."""
-    from femtogpt.cli.model import check_new_file, save_session
     from femtogpt.io.fork_reader import ForkFileError
+    from femtogpt.io.logs import TRAIN_STEP
     from femtogpt.text.tokenizer import TokenizerError
 
     check_new_file(output, force)
@@ -23,13 +23,13 @@ def import_fork(fork_file, output, force):
     from femtogpt.io.fork_convert import session_from_fork
 
     try:
-        session = session_from_fork(fork_file)
+        ckpt = session_from_fork(fork_file)
     except (ForkFileError, TokenizerError, KeyError, ValueError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
-    save_session(session, output)
-    steps = sum(1 for log in session.logs if log["kind"] == "TrainStep")
-    click.echo(f"Imported {fork_file}: {session.hp.num_params():,} parameters, {steps} training steps, "
-               f"optimizer step {session.step}, {session.tokenizer.summary()} -> {output}")
+    save_checkpoint(ckpt, output)
+    steps = sum(1 for log in ckpt.logs if log["kind"] == TRAIN_STEP)
+    click.echo(f"Imported {fork_file}: {ckpt.hp.num_params():,} parameters, {steps} training steps, "
+               f"optimizer step {ckpt.step}, {ckpt.tokenizer.summary()} -> {output}")
 
 
 COMMANDS = [import_fork]

@@ -5,9 +5,8 @@ module level (`femtogpt --help` must not load the engine).
 """
 import click
 
-from femtogpt.cli.common import UserError, same_file
-from femtogpt.cli.model import (build_tokenizer_from_flags, check_new_file, open_session,
-                                          save_session, tokenizer_options)
+from femtogpt.cli.common import (UserError, build_tokenizer_from_flags, check_new_file, open_checkpoint,
+                                 same_file, save_checkpoint, tokenizer_options)
 
 
 def _layer_patterns(names):
@@ -46,17 +45,17 @@ def init_with(parent, child, tokenizer, tokenizer_data, case_sensitive, reserve_
     logs keep the parent's history, so `compare PARENT CHILD` sees the lineage.
     """
     check_new_file(child, force)
-    parent_session = open_session(parent)
+    parent_ckpt = open_checkpoint(parent)
     tok = build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab)
     from femtogpt.growth.surgery import init_with as do_init_with
 
     try:
-        session, report = do_init_with(parent_session, tok, num_tokens=num_tokens, seed=seed,
-                                       keep_shared_tokens=keep_shared_tokens, parent_path=parent)
+        child_ckpt, report = do_init_with(parent_ckpt, tok, num_tokens=num_tokens, seed=seed,
+                                          keep_shared_tokens=keep_shared_tokens, parent_path=parent)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    save_session(session, child)
-    hp = session.hp
+    save_checkpoint(child_ckpt, child)
+    hp = child_ckpt.hp
     click.echo(f"Successfully initialized a model with {hp.num_params():,} parameters "
                f"({tok.summary()}) in {child}")
     click.echo(f"Copied from {parent}: {len(report.copied)} tensors, {report.copied_params:,} parameters: "
@@ -67,8 +66,8 @@ def init_with(parent, child, tokenizer, tokenizer_data, case_sensitive, reserve_
         click.echo(f"Shared tokens: {report.shared_tokens} of the child's {hp.vocab_size} tokens are also in "
                    f"the parent's vocabulary; their token_embedding rows and head_map columns were copied")
     click.echo(f"Context length {hp.num_tokens}" +
-               (f" (the parent's is {parent_session.hp.num_tokens})"
-                if hp.num_tokens != parent_session.hp.num_tokens else " (as the parent)"))
+               (f" (the parent's is {parent_ckpt.hp.num_tokens})"
+                if hp.num_tokens != parent_ckpt.hp.num_tokens else " (as the parent)"))
 
 
 @click.command(name="insert-layer")
@@ -95,14 +94,14 @@ def insert_layer(input_path, output_path, index, init, reset_optimizer, seed, fo
     """
     if not same_file(input_path, output_path):
         check_new_file(output_path, force)
-    session = open_session(input_path)
-    L = session.hp.num_layers
+    ckpt = open_checkpoint(input_path)
+    L = ckpt.hp.num_layers
     if index > L:
         raise UserError(f"--insert-at {index}: {input_path} has {L} layers; use 0..{L} ({L} appends)")
     from femtogpt.growth.surgery import insert_layer as do_insert
 
-    grown, report = do_insert(session, index, init=init, seed=seed, reset_optimizer=reset_optimizer)
-    save_session(grown, output_path)
+    grown, report = do_insert(ckpt, index, init=init, seed=seed, reset_optimizer=reset_optimizer)
+    save_checkpoint(grown, output_path)
     click.echo(f"Inserted a {init} layer at index {index} of {input_path}: {L} -> {L + 1} layers, "
                f"{grown.hp.num_params():,} parameters, in {output_path}")
     if L > index:
@@ -157,7 +156,6 @@ def compare(model_a, model_b, limit, reverse, by_name, as_json):
     others are listed. All-zero tensors print n/a.
     """
     import json
-    from pathlib import Path
 
     from femtogpt.io.model_file import ModelFileError
     from femtogpt.growth.compare import compare_models, lineage_sentences

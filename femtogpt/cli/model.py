@@ -1,84 +1,23 @@
-"""The everyday commands over one model file: init, train, infer, eval, loss, info, reset-optimizer.
+"""The commands over one model file's life: init, train, reset-optimizer.
 
 Each command parses its flags, calls the library and prints; heavy modules are imported inside the
-command bodies so `femtogpt --help` stays instant. Expected failures become one `Error:` line.
+command bodies so `femtogpt --help` stays instant. Expected failures become one `Error:` line. Running
+a model (infer, eval) is cli/infer.py; reading its record (info, loss) is cli/info.py.
 """
-import json
 import math
-import os
 import signal
 import sys
 from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError, model_option
-
-POS_ENC_CHOICES = ("none", "absolute")
-TOKENIZER_CHOICES = ("ascii", "char", "byte", "bpe")
-
-
-def open_session(path):
-    """Load a model file, or fail with one line."""
-    from femtogpt.io.model_file import ModelFileError
-    from femtogpt.io.checkpoint import load
-    from femtogpt.text.tokenizer import TokenizerError
-
-    try:
-        return load(path)
-    except (ModelFileError, TokenizerError) as exc:
-        raise UserError(str(exc)) from None
+from femtogpt.cli.common import (POS_ENCODINGS, UserError, build_tokenizer_from_flags, check_new_file,
+                                 load_dataset_tokens, model_option, open_checkpoint, save_checkpoint,
+                                 tokenizer_options)
 
 
-def save_session(session, path):
-    from femtogpt.io.model_file import ModelFileError
-
-    try:
-        session.save(path)
-    except ModelFileError as exc:
-        raise UserError(str(exc)) from None
-
-
-def tokenizer_options(func):
-    """The tokenizer flags shared by init and init-with."""
-    options = [
-        click.option("--tokenizer", type=click.Choice(TOKENIZER_CHOICES), default="ascii",
-                     help="Tokenizer kind: ascii (V=101), char (the data's characters), byte (256), "
-                          "bpe (a tokenizer JSON; the shipped default if no --tokenizer-data)."),
-        click.option("--tokenizer-data", type=click.Path(exists=True),
-                     help="char: a text file or directory; bpe: a tokenizer JSON or a JSON array of tokens."),
-        click.option("--case-sensitive/--case-insensitive", default=True,
-                     help="--case-insensitive lowercases text before encoding."),
-        click.option("--reserve-tokens", type=click.IntRange(min=0), default=0,
-                     help="Append N reserved special tokens <|reserved_000|>... to the vocabulary."),
-        click.option("--max-vocab", type=click.IntRange(min=2), default=None,
-                     help="char: keep at most this many tokens (most frequent characters first)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab):
-    from femtogpt.text.tokenizer import TokenizerError, build_tokenizer
-
-    if tokenizer == "char" and tokenizer_data is None:
-        if not Path("dataset.txt").exists():
-            raise UserError("--tokenizer char needs --tokenizer-data (a text file or directory)")
-        tokenizer_data = "dataset.txt"  # the reference's default
-    try:
-        tok = build_tokenizer(tokenizer, tokenizer_data, case_insensitive=not case_sensitive,
-                              reserve_tokens=reserve_tokens, max_vocab=max_vocab)
-    except TokenizerError as exc:
-        raise UserError(str(exc)) from None
-    for note in tok.notes:  # e.g. characters dropped by --max-vocab
-        click.echo(f"note: {note}", err=True)
-    return tok
-
-
-def check_new_file(path, force):
-    if Path(path).exists() and not force:
-        raise UserError(f"{path} already exists; pass --force to overwrite it")
+def _warn(msg):
+    click.echo(msg, err=True)
 
 
 def make_hyperparameters(vocab_size, num_tokens, embedding_degree, num_layers, num_heads, pos_enc):
@@ -95,7 +34,7 @@ def make_hyperparameters(vocab_size, num_tokens, embedding_degree, num_layers, n
 @click.command()
 @model_option(help="Model file to create.")
 @tokenizer_options
-@click.option("--positional-encoding", "pos_enc", type=click.Choice(POS_ENC_CHOICES), default="absolute",
+@click.option("--positional-encoding", "pos_enc", type=POS_ENCODINGS, default="absolute",
               help="Fixed sinusoidal table added to the embeddings (absolute), or none.")
 @click.option("--num-tokens", type=click.IntRange(min=1), default=80, help="Context length T.")
 @click.option("--embedding-degree", type=click.IntRange(min=1), default=80, help="Embedding size E.")
@@ -111,8 +50,8 @@ def init(model_path, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, 
     hp = make_hyperparameters(tok.vocab_size, num_tokens, embedding_degree, num_layers, num_heads, pos_enc)
     from femtogpt.io.checkpoint import create
 
-    session = create(hp, tok, seed)
-    save_session(session, model_path)
+    ckpt = create(hp, tok, seed)
+    save_checkpoint(ckpt, model_path)
     click.echo(f"Successfully initialized a model with {hp.num_params():,} parameters "
                f"({tok.summary()}) in {model_path}")
 
@@ -129,43 +68,6 @@ class _StopFlag:
         self.requested = True
         click.echo("\nStopping after this step and saving (Ctrl-C again to abort without saving)...",
                    err=True)
-
-
-def load_dataset_tokens(tokenizer, dataset, show_progress):
-    from femtogpt.text.tokenizer import TokenizerError, encode_file_cached
-
-    try:
-        return encode_file_cached(tokenizer, dataset, progress=show_progress)
-    except TokenizerError as exc:
-        raise UserError(str(exc)) from None
-
-
-def dataset_fingerprint(path):
-    """A content hash of a dataset file or directory (sorted files), for the TrainSession log."""
-    import hashlib
-
-    h = hashlib.sha256()
-    p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:32]
-
-
-def warm_up_kernels(live):
-    """Compile (or load from the cache) every training kernel on a tiny model, with a spinner."""
-    from femtogpt.train.precompile import warm_up
-
-    if live:
-        from rich.console import Console
-
-        with Console().status("Compiling kernels (first run only, under a minute; later runs use the cache)..."):
-            warm_up()
-    else:
-        warm_up()
 
 
 @click.command()
@@ -208,48 +110,57 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     Ctrl-C once: finish the current step, save, exit 130. Twice: abort without saving.
     The same --seed gives the same result whether run in one go or split across invocations.
     """
-    if threads:  # before Numba loads; GEMMs follow it (OpenBLAS itself stays single-threaded)
-        os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    if threads:  # Numba's threads for this run (at most its pool); GEMMs follow, BLAS stays on one
+        from femtogpt.engine.runtime import engine_threads
+
+        click.get_current_context().with_resource(engine_threads(threads))
     if not Path(dataset).exists():
         raise UserError(f"--dataset {dataset}: no such file or directory")
     if keep_best and not val_fraction:
         raise UserError("--keep-best needs --val-fraction: the best model is the one with the lowest "
                         "validation loss")
-    session = open_session(model_path)
+    ckpt = open_checkpoint(model_path)
     from femtogpt.config import OptimizerConfig
-    from femtogpt.train.progress import TrainDisplay
+    from femtogpt.text.fingerprint import dataset_fingerprint
+    from femtogpt.train.best import BestFileError, best_file_path, previous_best_loss, save_best
     from femtogpt.train.loop import TrainOptions, run_training
+    from femtogpt.train.precompile import warm_up
+    from femtogpt.train.progress import TrainDisplay
 
     live = sys.stdout.isatty() and not quiet
-    tokens = load_dataset_tokens(session.tokenizer, dataset, live)
+    tokens = load_dataset_tokens(ckpt.tokenizer, dataset, live)
     if reset_optimizer:
-        session.reset_optimizer()
-    session.ensure_optimizer(OptimizerConfig(lr=lr, min_lr=min_lr, warmup=warmup, decay_steps=decay_steps))
+        ckpt.reset_optimizer()
+    ckpt.ensure_optimizer(OptimizerConfig(lr=lr, min_lr=min_lr, warmup=warmup, decay_steps=decay_steps))
     if val_fraction and not eval_every:
         eval_every = 100
-    options = TrainOptions(steps=steps, seed=session.seed if seed is None else seed,
+    options = TrainOptions(steps=steps, seed=ckpt.seed if seed is None else seed,
                            batch_size=batch_size, dropout=dropout, save_every=save_every,
                            save_minutes=save_minutes, val_fraction=val_fraction, eval_every=eval_every,
                            sample_every=sample_every, sample_len=sample_len)
     dataset_info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}
-    best_path, best_loss = None, float("inf")
+    best_path, best_loss = None, math.inf
     if keep_best:
         best_path = best_file_path(model_path)
-        best_loss = previous_best_loss(best_path, session, dataset_info["dataset_hash"], val_fraction)
-    hp = session.hp
+        try:
+            best_loss = previous_best_loss(best_path, ckpt.logs, dataset_info["dataset_hash"], val_fraction,
+                                           note=click.echo)
+        except BestFileError as exc:
+            raise UserError(str(exc)) from None
+    hp = ckpt.hp
     import numba
 
-    click.echo(f"Model {model_path}: {hp.num_params():,} parameters, step {session.step}; "
+    click.echo(f"Model {model_path}: {hp.num_params():,} parameters, step {ckpt.step}; "
                f"dataset {dataset}: {len(tokens):,} tokens; {batch_size}x{hp.num_tokens} tokens per step; "
                f"{numba.get_num_threads()} threads")
-    warm_up_kernels(live)
+    warm_up(spinner=live)
     stop = _StopFlag()
     previous = signal.signal(signal.SIGINT, stop)
-    display = TrainDisplay(steps, session.step, batch_size * hp.num_tokens, live=live, quiet=quiet)
+    display = TrainDisplay(steps, ckpt.step, batch_size * hp.num_tokens, live=live, quiet=quiet)
     try:
-        result = run_training(session, tokens, options, lambda: save_session(session, model_path),
+        result = run_training(ckpt, tokens, options, lambda: save_checkpoint(ckpt, model_path),
                               display, should_stop=lambda: stop.requested, dataset_info=dataset_info,
-                              save_best=best_path and (lambda: save_best(session, best_path)),
+                              save_best=best_path and (lambda: save_best(ckpt, best_path, warn=_warn)),
                               best_loss=best_loss)
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -260,8 +171,8 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
         signal.signal(signal.SIGINT, previous)
     if result.failure:
         raise UserError(f"{result.failure}; stopped, and {model_path} keeps the last good weights "
-                        f"(step {session.step}). Try a lower --lr.")
-    click.echo(f"Saved {model_path} at step {session.step} (loss {result.last_loss:.4f}).")
+                        f"(step {ckpt.step}). Try a lower --lr.")
+    click.echo(f"Saved {model_path} at step {ckpt.step} (loss {result.last_loss:.4f}).")
     if best_path is not None:
         if result.best_step is not None:
             click.echo(f"Best validation loss {result.best_loss:.4f} at step {result.best_step}: saved in {best_path}.")
@@ -271,195 +182,17 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
         sys.exit(130)
 
 
-def save_best(session, best_path):
-    """Save the --keep-best file; a failure there warns and training goes on (the model itself is
-    still saved on schedule)."""
-    try:
-        save_session(session, best_path)
-        return True
-    except UserError as exc:
-        click.echo(f"warning: {exc.message}; training goes on", err=True)
-        return False
-
-
-def best_file_path(model_path):
-    """model.dat -> model.best.dat (the --keep-best file beside the model)."""
-    path = Path(model_path)
-    return str(path.with_name(f"{path.stem}.best{path.suffix or '.dat'}"))
-
-
-def previous_best_loss(best_path, session, dataset_hash, val_fraction):
-    """The validation loss a new best must beat: the existing best file's, when it is this model's
-    (same Init) judged on the same validation data (same dataset and --val-fraction); else inf."""
-    from femtogpt.io.model_file import ModelFileError, peek_header
-
-    if not Path(best_path).exists():
-        return float("inf")
-    try:
-        logs = peek_header(best_path)["logs"]
-    except ModelFileError as exc:
-        raise UserError(f"{exc} (the --keep-best file; move it away to start a new one)") from None
-    if not (logs and session.logs and logs[0]["id"] == session.logs[0]["id"]):
-        raise UserError(f"{best_path} is the best file of another model (a different init); move it "
-                        f"away or train without --keep-best")
-    sessions = [log for log in logs if log["kind"] == "TrainSession"]
-    evals = [log for log in logs if log["kind"] == "Eval"]
-    if (sessions and evals and sessions[-1].get("dataset_hash") == dataset_hash
-            and sessions[-1].get("val_fraction") == val_fraction):
-        return float(evals[-1]["val_loss"])
-    click.echo(f"note: {best_path} was judged on other validation data; this run's first validation "
-               f"loss replaces it")
-    return float("inf")
-
-
-@click.command()
-@model_option()
-@click.argument("prompt", required=False, default="")
-@click.option("--count", type=click.IntRange(min=0), default=100, help="Tokens to generate.")
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.8,
-              help="Logits are divided by this; 0 = greedy.")
-@click.option("--top-k", type=click.IntRange(min=0), default=0, help="Keep the k most likely tokens (0: off).")
-@click.option("--top-p", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0,
-              help="Keep the smallest set of tokens with this much probability (1: off).")
-@click.option("--seed", type=int, default=None, help="Seed for sampling [default: random].")
-@click.option("--prompt-file", type=click.Path(dir_okay=False), default=None,
-              help="Read the prompt from this UTF-8 file instead of PROMPT.")
-def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_file):
-    """Print PROMPT followed by a sampled continuation, streamed as it is generated.
-
-    Order: logits / temperature, then top-k, then top-p, then sample. A prompt longer than the
-    context keeps its last tokens; the context slides when full.
-    """
-    if prompt_file is not None:
-        if prompt:
-            raise UserError("give either PROMPT or --prompt-file, not both")
-        try:
-            prompt = Path(prompt_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"--prompt-file {prompt_file}: {getattr(exc, 'strerror', None) or exc}") from None
-    session = open_session(model_path)
-    from femtogpt.model.generate import empty_prompt_start, generate
-
-    tok = session.tokenizer
-    prompt_ids = [int(i) for i in tok.encode(prompt)]
-    unknown = tok.count_unknown(prompt) if tok.unk_id is not None else 0
-    if unknown:
-        click.echo(f"warning: {unknown} character(s) of the prompt are not in the vocabulary (<unk>)", err=True)
-    start_id = None if prompt_ids else empty_prompt_start(tok)
-    click.echo(prompt, nl=False)
-    generated, shown = [], [0]
-
-    def on_token(token_id):
-        generated.append(token_id)
-        text = tok.decode(generated)
-        if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-            click.echo(text[shown[0]:], nl=False)
-            shown[0] = len(text)
-            sys.stdout.flush()
-
-    generate(session.model, prompt_ids, count, temperature=temperature, top_k=top_k, top_p=top_p,
-             seed=seed, on_token=on_token, start_id=start_id)
-    text = tok.decode(generated)
-    click.echo(text[shown[0]:])
-
-
-@click.command(name="eval")
-@model_option()
-@click.option("--dataset", required=True, type=click.Path(), help="A text file or directory to evaluate on.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Windows per forward pass.")
-@click.option("--json", "as_json", is_flag=True, help="Print {\"loss\": ..., \"tokens\": ...}.")
-def eval_cmd(model_path, dataset, batch_size, as_json):
-    """Mean cross-entropy over a dataset, in consecutive windows covering it once."""
-    if not Path(dataset).exists():
-        raise UserError(f"--dataset {dataset}: no such file or directory")
-    session = open_session(model_path)
-    from femtogpt.train.evaluate import evaluate_tokens
-
-    tokens = load_dataset_tokens(session.tokenizer, dataset, sys.stdout.isatty() and not as_json)
-    if len(tokens) < 2:
-        raise UserError(f"--dataset {dataset}: has {len(tokens)} token(s); need at least 2")
-    loss, count = evaluate_tokens(session.model, tokens, batch_size=batch_size)
-    if as_json:
-        click.echo(json.dumps({"loss": loss, "tokens": int(count), "dataset": str(dataset)}))
-    else:
-        click.echo(f"loss {loss:.6f} over {count:,} predicted tokens of {dataset}")
-
-
-@click.command()
-@model_option()
-@click.option("--limit", type=click.IntRange(min=0), default=10, help="How many of the last losses.")
-def loss(model_path, limit):
-    """Print the last training losses from the model's logs, one per line."""
-    from femtogpt.io.model_file import ModelFileError, load_model_file
-
-    try:
-        logs = load_model_file(Path(model_path)).logs
-    except ModelFileError as exc:
-        raise UserError(str(exc)) from None
-    steps = [log["loss"] for log in logs if log.get("kind") == "TrainStep"]
-    for value in steps[len(steps) - limit:] if limit else []:
-        click.echo(f"{value:.6g}")
-
-
 @click.command(name="reset-optimizer")
 @model_option()
 def reset_optimizer(model_path):
     """Drop the optimizer state (moments and step); the next train restarts warm-up."""
-    session = open_session(model_path)
-    had = session.optimizer is not None
-    session.reset_optimizer()
-    save_session(session, model_path)
+    ckpt = open_checkpoint(model_path)
+    had = ckpt.optimizer is not None
+    ckpt.reset_optimizer()
+    save_checkpoint(ckpt, model_path)
     size = Path(model_path).stat().st_size
     click.echo(f"Reset the optimizer of {model_path}" + ("" if had else " (it had none)") +
                f"; the file is now {size:,} bytes.")
 
 
-COMMANDS = [init, train, infer, eval_cmd, loss, reset_optimizer]
-
-
-@click.command()
-@model_option()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info(model_path, as_json):
-    """Hyperparameters, parameter count, optimizer step, tokenizer and a summary of the logs."""
-    from femtogpt.io.model_file import ModelFileError, load_model_file
-    from femtogpt.io.log_summary import describe, summarize_logs
-
-    try:
-        mf = load_model_file(Path(model_path))
-    except ModelFileError as exc:
-        raise UserError(str(exc)) from None
-    steps = [log for log in mf.logs if log.get("kind") == "TrainStep"]
-    meta = mf.tokenizer_meta or {}
-    data = {
-        "model": str(model_path),
-        "file_size": Path(model_path).stat().st_size,
-        "hyperparameters": mf.hp.to_dict(),
-        "num_params": mf.hp.num_params(),
-        "optimizer_step": mf.optimizer["step"] if mf.optimizer else None,
-        "trained_steps": len(steps),
-        "last_loss": steps[-1]["loss"] if steps else None,
-        "tokenizer": {**meta, "vocab_size": mf.hp.vocab_size},
-        "seed": (mf.train_state or {}).get("seed"),
-        "history": summarize_logs(mf.logs),
-    }
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    hp = mf.hp
-    click.echo(f"{model_path}: {data['num_params']:,} parameters, {data['file_size']:,} bytes")
-    click.echo(f"  vocab {hp.vocab_size}, context {hp.num_tokens}, embedding {hp.embedding_degree}, "
-               f"layers {hp.num_layers}, heads {hp.num_heads} (head size {hp.head_size}), "
-               f"positional encoding {hp.pos_enc}")
-    kind = meta.get("kind", "?")
-    click.echo(f"  tokenizer: {kind}, {hp.vocab_size} tokens"
-               + (", case-insensitive" if meta.get("case_insensitive") else ""))
-    opt = "none (fresh or reset)" if mf.optimizer is None else f"step {mf.optimizer['step']}"
-    click.echo(f"  optimizer: {opt}; trained {len(steps)} steps"
-               + (f", last loss {steps[-1]['loss']:.4f}" if steps else ""))
-    click.echo("  history:")
-    for entry in data["history"]:
-        click.echo(f"    {describe(entry)}")
-
-
-COMMANDS.append(info)
+COMMANDS = [init, train, reset_optimizer]

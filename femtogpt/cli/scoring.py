@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError
-
-TASK_NAMES = ("simple_dummy", "addition_dummy", "simple_dummy2", "simple_sequence", "simple_sequence2")
+from femtogpt.cli.common import TOY_TASKS, UserError, open_checkpoint
 
 
 def _pct(x):
@@ -46,7 +44,7 @@ def print_report(r):
 
 
 @click.command()
-@click.option("--task", required=True, type=click.Choice(TASK_NAMES), help="The toy dataset the model was trained on.")
+@click.option("--task", required=True, type=TOY_TASKS, help="The toy dataset the model was trained on.")
 @click.option("--model", "model_path", default="model.dat", show_default=True,
               type=click.Path(dir_okay=False), help="Model file.")
 @click.option("--samples", type=click.IntRange(min=1), default=None,
@@ -66,19 +64,17 @@ def score(task, model_path, samples, seed, temperature, as_json):
     simple_dummy      the share of sampled words that follow the rules
     Prompts come from a fresh dump (seeded by --seed, never equal to a `dummy-data --seed` dump).
     """
-    from femtogpt.cli.model import open_session
-
     if not Path(model_path).exists():
         raise UserError(f"--model {model_path}: no such file")
-    session = open_session(model_path)
+    ckpt = open_checkpoint(model_path)
     from femtogpt.tasks.scoring import run_task
 
     missing = {"simple_sequence": "@#$%^", "addition_dummy": "+=0123456789"}.get(task, "")
-    tok = session.tokenizer
+    tok = ckpt.tokenizer
     if missing and tok.unk_id is not None and tok.count_unknown(missing):
         raise UserError(f"--model {model_path}: its tokenizer cannot encode the {task} characters "
                         f"{missing!r}; was it trained on {task}?")
-    result = {"model": str(model_path), **run_task(session.model, tok, task, samples, seed, temperature)}
+    result = {"model": str(model_path), **run_task(ckpt.model, tok, task, samples, seed, temperature)}
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -44,7 +44,10 @@ def train_bpe(dataset, vocab_size, reserve_tokens, case_sensitive, output):
     Example:
       femtogpt train-bpe --dataset dataset.txt --vocab-size 768 --tokenizer-data tokenizer.json
     """
-    from femtogpt.text.tokenizer import TokenizerError, read_text, train_bpe as train, write_atomic
+    from femtogpt.atomic import write_atomically as write_atomic
+    from femtogpt.text.bpe import train_bpe as train
+    from femtogpt.text.corpus import read_text
+    from femtogpt.text.tokenizer import TokenizerError
 
     if not output.parent.is_dir():
         raise UserError(f"--tokenizer-data {output}: the directory {output.parent} does not exist")
@@ -65,28 +68,32 @@ def train_bpe(dataset, vocab_size, reserve_tokens, case_sensitive, output):
 
 
 def _load_tokenizer(path: Path):
-    """A tokenizer JSON (ours, Hugging Face, a JSON array of strings) or a femtogpt model file."""
-    from femtogpt.text.tokenizer import TextTokenizer, TokenizerError, parse_tokenizer_json
+    """A tokenizer JSON (ours, Hugging Face, a JSON array of strings) or a femtogpt model file, read and
+    verified (checksum included) by io/model_file.py."""
+    from femtogpt.io.model_file import ModelFileError, load_model_file, peek_header
+    from femtogpt.text.tokenizer import TextTokenizer, TokenizerError
+    from femtogpt.text.tokenizer_files import parse_tokenizer_json
 
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(64).decode("utf-8", errors="ignore").lstrip()
     except FileNotFoundError:
         raise UserError(f"--model {path}: no such file") from None
     except OSError as exc:
         raise UserError(f"--model {path}: cannot be read ({exc.strerror})") from None
     try:
-        head = data[:64].decode("utf-8", errors="ignore").lstrip()
         if head[:1] in ("{", "["):
-            return parse_tokenizer_json(data.decode("utf-8"), str(path))
-        import msgpack                      # model files are msgpack maps (checkpoint.py)
+            return parse_tokenizer_json(path.read_bytes().decode("utf-8"), str(path))
         try:
-            model = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        except Exception:
-            model = None
-        if not isinstance(model, dict) or model.get("format") != "femtogpt" or "tokenizer" not in model:
-            raise UserError(f"--model {path}: neither a tokenizer JSON nor a femtogpt model file "
-                            "(a Rust fork .dat must be imported first)")
-        return TextTokenizer.from_json(model["tokenizer"], model.get("tokenizer_meta") or {})
+            mf = load_model_file(path)
+        except ModelFileError as exc:
+            try:
+                peek_header(path)           # a femtogpt header: the file is ours, but damaged
+            except ModelFileError:
+                raise UserError(f"--model {path}: neither a tokenizer JSON nor a femtogpt model file "
+                                "(a Rust fork .dat must be imported first)") from None
+            raise UserError(f"--model {exc}") from None
+        return TextTokenizer.from_json(mf.tokenizer, mf.tokenizer_meta or {})
     except (TokenizerError, UnicodeDecodeError) as exc:
         raise UserError(f"--model {path}: {exc}") from None
 
@@ -106,7 +113,8 @@ def count_tokens(model_path, dataset, as_json, top):
     """
     import numpy as np
 
-    from femtogpt.text.tokenizer import TokenizerError, read_text
+    from femtogpt.text.corpus import read_text
+    from femtogpt.text.tokenizer import TokenizerError
 
     tok = _load_tokenizer(model_path)
     try:

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numba
-import numpy as np
 
 SERIAL_BELOW = 1 << 15  # elements of the data an op touches
 
@@ -56,10 +55,7 @@ def concurrent_kernels_ok():
     fallback when neither OpenMP nor TBB loads, e.g. macOS without libomp): it aborts the process."""
     global _concurrent_ok
     if _concurrent_ok is None:
-        from femtogpt.engine.ops.reduce import add_into
-
-        one = np.zeros(1)
-        add_into(one, one)  # any parallel kernel: the threading layer is chosen on the first launch
+        numba.get_num_threads()  # launches Numba's thread pool, which chooses the threading layer
         _concurrent_ok = numba.threading_layer() in ("omp", "tbb")
     return _concurrent_ok
 

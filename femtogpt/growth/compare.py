@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from femtogpt.growth.surgery import layer_of, rename_layer, shared_token_pairs
+from femtogpt.io.logs import EVAL, INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, TRAIN_SESSION, TRAIN_STEP
 
-TRAINING_KINDS = ("TrainSession", "TrainStep", "Eval")  # everything else after a divergence is an "event"
+TRAINING_KINDS = (TRAIN_SESSION, TRAIN_STEP, EVAL)  # everything else after a divergence is an "event"
 
 
 # ------------------------------------------------------------------------------------ lineage
@@ -49,18 +50,18 @@ def lineage(logs_a, logs_b):
         relation = "b_parent_of_a"
     else:
         relation = "siblings"
-    steps = lambda logs: sum(1 for log in logs if log.get("kind") == "TrainStep")  # noqa: E731
+    steps = lambda logs: sum(1 for log in logs if log.get("kind") == TRAIN_STEP)  # noqa: E731
     events = lambda logs: [log for log in logs if log.get("kind") not in TRAINING_KINDS]  # noqa: E731
     return Lineage(relation, p, steps(logs_a[:p]), steps(rest_a), steps(rest_b), events(rest_a), events(rest_b))
 
 
 def describe_event(log):
     kind = log.get("kind")
-    if kind == "InsertLayer":
+    if kind == INSERT_LAYER:
         return f"insert-layer at {log.get('index')}" + (f" ({log['init']})" if log.get("init") else "")
-    if kind == "ResetOptimizer":
+    if kind == RESET_OPTIMIZER:
         return "reset-optimizer"
-    if kind == "InitWith":
+    if kind == INIT_WITH:
         vocab = (log.get("hyperparameters") or {}).get("vocab_size")
         return "init-with" + (f" (a new vocabulary of {vocab} tokens)" if vocab else "")
     return str(kind)
@@ -93,7 +94,7 @@ def layer_alignment(lin, L_a, L_b):
     None when the models are unrelated or the history does not explain their depths."""
     if lin.relation == "unrelated":
         return None
-    inserts = lambda events: [int(e.get("index", 0)) for e in events if e.get("kind") == "InsertLayer"]  # noqa
+    inserts = lambda events: [int(e.get("index", 0)) for e in events if e.get("kind") == INSERT_LAYER]  # noqa
     ins_a, ins_b = inserts(lin.events_a), inserts(lin.events_b)
     L0 = L_a - len(ins_a)
     if L0 < 1 or L0 != L_b - len(ins_b):

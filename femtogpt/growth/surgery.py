@@ -26,11 +26,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from femtogpt.io.logs import new_log
-from femtogpt.model.gpt import GPT
-from femtogpt.engine.optim import AdamW
 from femtogpt.engine.params import Parameters, named_views, reference_names
-from femtogpt.io.checkpoint import Checkpoint, create
+from femtogpt.io.checkpoint import assemble, create
+from femtogpt.io.logs import INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, new_log
 
 VOCAB_TENSORS = ("token_embedding", "head_map_weights", "head_map_bias")  # depend on V: fresh in init-with
 INITS = ("random", "near-identity")
@@ -118,7 +116,7 @@ def init_with(parent, tokenizer, num_tokens=None, seed=None, keep_shared_tokens=
                   copied=len(copied), fresh=list(VOCAB_TENSORS))
     if shared is not None:
         fields["shared_tokens"] = shared
-    child.logs = list(parent.logs) + [new_log("InitWith", **fields)]  # replaces the child's own Init
+    child.logs = list(parent.logs) + [new_log(INIT_WITH, **fields)]  # replaces the child's own Init
     return child, report
 
 
@@ -156,48 +154,47 @@ class InsertLayerReport:
     step: int               # the optimizer step after the insertion
 
 
-def insert_layer(session, index, init="near-identity", seed=None, reset_optimizer=False):
-    """(new Checkpoint, InsertLayerReport): `session`'s model with a new layer at `index` (0..L; L
+def insert_layer(checkpoint, index, init="near-identity", seed=None, reset_optimizer=False):
+    """(new Checkpoint, InsertLayerReport): `checkpoint`'s model with a new layer at `index` (0..L; L
     appends). init: "random" (the reference: every tensor N(0, 0.02), biases 0, LN gains included)
     or "near-identity" (see the module docstring). The seed keys the new layer's random draws (None:
     a fresh one). The optimizer's moments move with their tensors, the new layer's start at zero and
     the step is kept, so warm-up does not restart; reset_optimizer drops them (the reference)."""
     if init not in INITS:
         raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-    old_hp, L = session.hp, session.hp.num_layers
+    old_hp, L = checkpoint.hp, checkpoint.hp.num_layers
     if not isinstance(index, (int, np.integer)) or not 0 <= index <= L:
         raise ValueError(f"the new layer's index must be between 0 and {L} (the number of layers; {L} "
                          f"appends), got {index}")
     index = int(index)
     hp = replace(old_hp, num_layers=L + 1).validate()
     seed = secrets.randbits(32) if seed is None else int(seed)
-    params = Parameters(hp, session.model.dtype).init_reference(seed)  # the reference: draw all, overwrite
+    params = Parameters(hp, checkpoint.model.dtype).init_reference(seed)  # the reference: draw all, overwrite
     dst = params.named()
     if init == "near-identity":
         make_near_identity(dst, index)
-    moves, src = insert_moves(old_hp, index), session.model.params.named()
+    moves, src = insert_moves(old_hp, index), checkpoint.model.params.named()
     for old, new in moves.items():
         dst[new][...] = src[old]
 
-    logs = list(session.logs)
-    old_opt = session.optimizer
+    logs = list(checkpoint.logs)
+    old_opt = checkpoint.optimizer
     if old_opt is None:
         optimizer, how = None, "none"
     elif reset_optimizer:
         optimizer, how = None, "reset"
-    else:
-        optimizer, how = AdamW(params, old_opt.config, step=old_opt.step), "kept"  # new layer: zeros
+    else:  # the moments move with their tensors, the new layer's start at zero
+        optimizer, how = {"step": old_opt.step}, "kept"
         for key in ("m", "v"):
-            src, out = named_views(old_hp, getattr(old_opt, key)), named_views(hp, getattr(optimizer, key))
-            for old, new in moves.items():
-                out[new][...] = src[old]
-    logs.append(new_log("InsertLayer", index=index, init=init, seed=seed, optimizer=how))
+            src = named_views(old_hp, getattr(old_opt, key))
+            optimizer[key] = {new: src[old] for old, new in moves.items()}
+    logs.append(new_log(INSERT_LAYER, index=index, init=init, seed=seed, optimizer=how))
     if reset_optimizer:
-        logs.append(new_log("ResetOptimizer"))
-    new_session = Checkpoint(hp=hp, model=GPT(hp, params), tokenizer=session.tokenizer, logs=logs,
-                          train_state=dict(session.train_state), optimizer=optimizer)
+        logs.append(new_log(RESET_OPTIMIZER))
+    grown = assemble(hp, params, checkpoint.tokenizer, logs, checkpoint.train_state, optimizer,
+                     old_opt.config if old_opt is not None else None)
     report = InsertLayerReport(index=index, init=init, seed=seed,
                                moved={o: n for o, n in moves.items() if o != n},
                                new=layer_names(hp, index), optimizer=how,
-                               step=optimizer.step if optimizer is not None else 0)
-    return new_session, report
+                               step=grown.step)
+    return grown, report

@@ -1,2 +1,3 @@
-"""Files: the model file (schema, atomic save, validated load), the in-memory checkpoint built from it,
-log summaries, export, and the Rust fork's .dat files."""
+"""Files: the model file (model_file.py: atomic save, validated load; model_schema.py: what it may hold),
+the in-memory checkpoint built from it (checkpoint.py), logs, log summaries, export, and the Rust fork's
+.dat files. Every write goes through femtogpt/atomic.py."""

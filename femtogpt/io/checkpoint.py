@@ -1,8 +1,9 @@
 """A model file in memory: the network, its optimiser state, tokenizer, logs and resume state.
 
-`Checkpoint` is what the commands work on: `create` builds a fresh one (the reference init), `load`
-reads and validates a model file, `save` writes it atomically. Conversions between the file's
-reference-named tensors and the engine's flat buffers happen here and nowhere else.
+`Checkpoint` is what the commands work on: `assemble` is the one place one is put together (create,
+from_model_file, fork import and layer insertion all call it), `create` builds a fresh one (the
+reference init), `load` reads and validates a model file, `save` writes it atomically. Conversions
+between the file's reference-named tensors and the engine's flat buffers happen here and nowhere else.
 """
 import secrets
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from femtogpt.io.logs import new_log
+from femtogpt.io.logs import INIT, RESET_OPTIMIZER, new_log
 from femtogpt.io.model_file import ModelFile, load_model_file, save_model_file
 from femtogpt.config import Hyperparameters, OptimizerConfig
 from femtogpt.model.gpt import GPT
@@ -46,7 +47,7 @@ class Checkpoint:
 
     def reset_optimizer(self):
         self.optimizer = None
-        self.logs.append(new_log("ResetOptimizer"))
+        self.logs.append(new_log(RESET_OPTIMIZER))
 
     def to_model_file(self):
         hp = self.hp
@@ -66,28 +67,35 @@ class Checkpoint:
         save_model_file(Path(path), self.to_model_file())
 
 
+def assemble(hp, params, tokenizer, logs, train_state, optimizer=None, optimizer_config=None):
+    """The one place a Checkpoint is put together: the GPT over `params`, and an AdamW when `optimizer`
+    ({"step": int, "m": {name: array}, "v": {name: array}}, the ModelFile form) is given; a moment
+    missing from "m" or "v" starts at zero (e.g. a newly inserted layer's)."""
+    checkpoint = Checkpoint(hp=hp, model=GPT(hp, params), tokenizer=tokenizer, logs=list(logs),
+                            train_state=dict(train_state or {}))
+    if optimizer is not None:
+        opt = AdamW(params, optimizer_config or OptimizerConfig(), step=optimizer["step"])
+        for key in ("m", "v"):
+            moments = optimizer[key]
+            for name, view in named_views(hp, getattr(opt, key)).items():
+                if name in moments:
+                    view[...] = moments[name]
+        checkpoint.optimizer = opt
+    return checkpoint
+
+
 def create(hp, tokenizer, seed=None):
     """A freshly initialised model (the reference init) with an Init log; seed None draws one."""
     seed = secrets.randbits(32) if seed is None else int(seed)
     params = Parameters(hp).init_reference(seed)
-    logs = [new_log("Init", hyperparameters=hp.to_dict(), seed=seed)]
-    return Checkpoint(hp=hp, model=GPT(hp, params), tokenizer=tokenizer, logs=logs,
-                   train_state={"seed": seed})
+    return assemble(hp, params, tokenizer, [new_log(INIT, hyperparameters=hp.to_dict(), seed=seed)], {"seed": seed})
 
 
 def from_model_file(mf):
     """A Checkpoint from a validated ModelFile (tensors copied into the flat buffers)."""
     params = Parameters(mf.hp).load(mf.tensors)
     tokenizer = TextTokenizer.from_json(mf.tokenizer, mf.tokenizer_meta)
-    session = Checkpoint(hp=mf.hp, model=GPT(mf.hp, params), tokenizer=tokenizer, logs=list(mf.logs),
-                      train_state=dict(mf.train_state or {}))
-    if mf.optimizer is not None:
-        opt = AdamW(params, OptimizerConfig(), step=mf.optimizer["step"])
-        for flat, key in ((opt.m, "m"), (opt.v, "v")):
-            for name, view in named_views(mf.hp, flat).items():
-                view[...] = mf.optimizer[key][name]
-        session.optimizer = opt
-    return session
+    return assemble(mf.hp, params, tokenizer, mf.logs, mf.train_state, mf.optimizer)
 
 
 def load(path):

@@ -15,28 +15,29 @@ import struct
 
 import numpy as np
 
-from femtogpt.io.model_file import write_atomically
+from femtogpt.atomic import AtomicWriteError, write_atomically
+from femtogpt.io.model_file import ModelFileError
 
 FORMATS = ("safetensors", "npz")
 
 
-def export_metadata(session):
+def export_metadata(checkpoint):
     """{str: str}: what a reader needs besides the tensors."""
-    hp = session.hp
+    hp = checkpoint.hp
     return {
         "format": "femtogpt",
         "hyperparameters": json.dumps({
             "vocab_size": hp.vocab_size, "num_tokens": hp.num_tokens, "embedding_degree": hp.embedding_degree,
             "num_layers": hp.num_layers, "num_heads": hp.num_heads, "pos_enc": hp.pos_enc}),
-        "tokenizer": session.tokenizer.to_json(),
-        "tokenizer_meta": json.dumps(session.tokenizer.meta()),
-        "step": str(session.step),
+        "tokenizer": checkpoint.tokenizer.to_json(),
+        "tokenizer_meta": json.dumps(checkpoint.tokenizer.meta()),
+        "step": str(checkpoint.step),
     }
 
 
-def _tensors(session):
+def _tensors(checkpoint):
     return {name: np.ascontiguousarray(view, dtype="<f4")
-            for name, view in sorted(session.model.params.named().items())}
+            for name, view in sorted(checkpoint.model.params.named().items())}
 
 
 def safetensors_chunks(tensors, metadata):
@@ -59,14 +60,18 @@ def npz_bytes(tensors, metadata):
     return buf.getvalue()
 
 
-def export(session, path, fmt):
-    """Write the session's weights to `path` atomically in `fmt`; returns (tensor count, bytes)."""
-    tensors, metadata = _tensors(session), export_metadata(session)
+def export(checkpoint, path, fmt):
+    """Write the checkpoint's weights to `path` atomically in `fmt`; returns (tensor count, bytes). A failed
+    write is a one-line ModelFileError, like a failed model-file save."""
+    tensors, metadata = _tensors(checkpoint), export_metadata(checkpoint)
     if fmt == "safetensors":
         chunks = list(safetensors_chunks(tensors, metadata))
     elif fmt == "npz":
         chunks = [npz_bytes(tensors, metadata)]
     else:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    write_atomically(path, chunks)
+    try:
+        write_atomically(path, chunks)
+    except AtomicWriteError as e:
+        raise ModelFileError(str(e)) from None
     return len(tensors), sum(len(memoryview(c)) for c in chunks)

@@ -7,11 +7,11 @@ Unigram over the same strings: for character vocabularies (every fixture) it enc
 fork; for the fork's "BPE" vocabularies it picks the fewest tokens where the fork matched greedily.
 """
 from femtogpt.config import Hyperparameters, OptimizerConfig
+from femtogpt.engine.params import Parameters, reference_names
+from femtogpt.io.checkpoint import assemble
 from femtogpt.io.fork_reader import read_fork_model
-from femtogpt.engine.optim import AdamW
-from femtogpt.engine.params import Parameters, named_views
-from femtogpt.io.checkpoint import Checkpoint
-from femtogpt.text.tokenizer import from_fork_tokens
+from femtogpt.io.logs import INIT, INSERT_LAYER, RESET_OPTIMIZER, TRAIN_SESSION, TRAIN_STEP
+from femtogpt.text.tokenizer_files import from_fork_tokens
 
 
 def convert_logs(fork_logs, schedule=OptimizerConfig()):
@@ -19,18 +19,18 @@ def convert_logs(fork_logs, schedule=OptimizerConfig()):
     logs, step = [], 0
     for log in fork_logs:
         kind, new = log["kind"], {"id": log["id"], "kind": log["kind"]}
-        if kind == "Init":
+        if kind == INIT:
             new["hyperparameters"] = dict(log["hyperparameters"])
-        elif kind == "TrainSession":
+        elif kind == TRAIN_SESSION:
             new.update(dataset=log["file"], dataset_hash=log["file_hash"], dropout=log["dropout"],
                        hash_kind="fork")
-        elif kind == "TrainStep":
+        elif kind == TRAIN_STEP:
             new.update(step=step + 1, loss=log["avg_loss"], elapsed_ms=log["elapsed"],
                        lr=schedule.learning_rate(step))
             step += 1
-        elif kind == "InsertLayer":
+        elif kind == INSERT_LAYER:
             new["index"] = log["index"]
-        elif kind == "ResetOptimizer":
+        elif kind == RESET_OPTIMIZER:
             step = 0
         logs.append(new)
     return logs
@@ -43,16 +43,11 @@ def session_from_fork(path):
     hp = Hyperparameters(vocab_size=h["vocab_size"], num_tokens=h["num_tokens"],
                          embedding_degree=h["embedding_degree"], num_layers=h["num_layers"],
                          num_heads=h["num_heads"], pos_enc=fork.pos_enc).validate()
-    from femtogpt.model.gpt import GPT
-
     params = Parameters(hp).load(fork.tensors)
     tokenizer = from_fork_tokens(fork.tokens, fork.unk_id, fork.case_sensitive, name=str(path))
-    session = Checkpoint(hp=hp, model=GPT(hp, params), tokenizer=tokenizer,
-                      logs=convert_logs(fork.logs), train_state={"seed": 0})
+    optimizer = None
     if fork.optimizer_state:
-        opt = AdamW(params, OptimizerConfig(), step=fork.optimizer_step)
-        for flat, suffix in ((opt.m, "_m"), (opt.v, "_v")):
-            for name, view in named_views(hp, flat).items():
-                view[...] = fork.optimizer_state[name + suffix]
-        session.optimizer = opt
-    return session
+        optimizer = {"step": fork.optimizer_step,
+                     **{key: {name: fork.optimizer_state[name + "_" + key] for name in reference_names(hp)}
+                        for key in ("m", "v")}}
+    return assemble(hp, params, tokenizer, convert_logs(fork.logs), {"seed": 0}, optimizer)

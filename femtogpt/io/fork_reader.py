@@ -1,8 +1,7 @@
 """Read the Rust fork's model files (`*.dat`, bincode 1.3) into NumPy arrays, strictly.
 
-Here: `read_fork_model` (file -> `ForkModel`; `parse_fork_model` does the same for bytes), `ForkFileError`,
-and `fork_file_hash`, the fork's 80-bit dataset hash recorded in its TrainSession logs (reference §3.4).
-The layout is reference §6, checked against the fork's own files (they read to their last byte). Every
+Here: `read_fork_model` (file -> `ForkModel`; `parse_fork_model` does the same for bytes) and
+`ForkFileError`. The layout is reference §6, checked against the fork's own files (they read to their last byte). Every
 length, enum variant, bool and UTF-8 string is checked, and any problem becomes one `ForkFileError` line
 naming the file and the byte offset. Stricter than the fork on purpose: trailing bytes and duplicate map
 keys are errors. Not here: writing fork files, converting to our checkpoint, or checking tensor shapes
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from femtogpt.io.logs import INIT, INSERT_LAYER, RESET_OPTIMIZER, TRAIN_SESSION, TRAIN_STEP
+
 # bincode 1.3 defaults: little-endian, fixed-width ints, usize = u64, Vec/String/HashMap length as u64,
 # enum variant as u32, bool as one byte (0 or 1; anything else is an error in bincode too).
 _U32 = struct.Struct("<I")
@@ -24,9 +25,9 @@ _U64 = struct.Struct("<Q")
 _F32 = struct.Struct("<f")
 
 _UNITS = ("char", "byte")                  # Unit::Char = 0, Unit::Byte = 1
-_POS_ENCS = ("none", "absolute")           # PosEnc::None = 0, PosEnc::Absolute = 1
+_POS_ENCS = ("none", "absolute")           # PosEnc::None = 0, PosEnc::Absolute = 1: the fork's enum, not ours
 _HYPERPARAMETERS = ("num_tokens", "vocab_size", "embedding_degree", "num_layers", "num_heads", "head_size")
-_LOG_KINDS = ("Init", "TrainSession", "TrainStep", "InsertLayer", "ResetOptimizer")  # u32 variant index
+_LOG_KINDS = (INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER)  # u32 variant index
 
 
 class ForkFileError(ValueError):
@@ -138,17 +139,17 @@ class _Reader:
 def _read_log(r: _Reader, i: int) -> dict:
     kind = r.variant(_LOG_KINDS, "LogKind", f" in log {i}")
     log: dict = {"kind": kind}
-    if kind == "Init":
+    if kind == INIT:
         log["hyperparameters"] = {k: r.u64(f"log {i} {k}") for k in _HYPERPARAMETERS}
-    elif kind == "TrainSession":
+    elif kind == TRAIN_SESSION:
         log["dropout"] = r.f32(f"log {i} dropout")
         log["file"] = r.string(f"log {i} file")
         log["file_hash"] = r.string(f"log {i} file_hash")
-    elif kind == "TrainStep":
+    elif kind == TRAIN_STEP:
         log["avg_loss"] = r.f32(f"log {i} avg_loss")
         log["elapsed"] = r.u64(f"log {i} elapsed")
         log["is_gpu"] = r.flag(f"log {i} is_gpu")
-    elif kind == "InsertLayer":
+    elif kind == INSERT_LAYER:
         log["index"] = r.u64(f"log {i} index")
     # ResetOptimizer is a unit variant: no fields
     return {"id": r.string(f"log {i} id"), **log}
@@ -195,14 +196,3 @@ def read_fork_model(path) -> ForkModel:
     except OSError as e:
         raise ForkFileError(f"{path}: cannot read: {e.strerror or e}") from None
     return parse_fork_model(data, str(path))
-
-
-def fork_file_hash(data: bytes) -> str:
-    """The fork's dataset hash (`src/model/log.rs`, reference §3.4) as its 20 hex digits."""
-    m128 = (1 << 128) - 1
-    r = 0xFFFF_FFFF_FFFF_FFFF_FFFF
-    for i, b in enumerate(data):
-        k = b | ((i & 0xFFFF) << 16) | (((r >> 32) & 0xFFFF) << 32)  # k < 2^48
-        k = (2 * k * k + k + 1) & m128
-        r = (r + k) & m128                                           # wrapping u128, as in release builds
-    return f"{r & ((1 << 80) - 1):020x}"

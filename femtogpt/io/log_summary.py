@@ -1,4 +1,5 @@
 """Summaries of a model's logs: what `info` prints instead of 10,000 TrainStep lines."""
+from femtogpt.io.logs import EVAL, TRAIN_STEP
 
 
 def summarize_logs(logs):
@@ -6,7 +7,7 @@ def summarize_logs(logs):
     out = []
     for log in logs:
         kind = log.get("kind")
-        if kind == "TrainStep":
+        if kind == TRAIN_STEP:
             if out and out[-1]["kind"] == "TrainSteps":
                 run = out[-1]
             else:
@@ -16,7 +17,7 @@ def summarize_logs(logs):
             run["count"] += 1
             run["last_step"], run["last_loss"] = log.get("step"), log.get("loss")
             run["elapsed_ms"] += int(log.get("elapsed_ms", 0))
-        elif kind == "Eval":
+        elif kind == EVAL:
             if out and out[-1]["kind"] == "TrainSteps":
                 out[-1]["last_val_loss"] = log.get("val_loss")
         else:

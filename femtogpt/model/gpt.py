@@ -1,12 +1,9 @@
-"""The reference GPT on the autograd graph, the whole batch (B, T) at once.
+"""The GPT: parameters, position table, and what training and evaluation ask of the network.
 
-Per layer (reference §2.2): N = LN(X); O = causal attention over N @ qkv (dropout on the probs);
-M = LN(N + dropout(O @ proj_w + proj_b)); F = gelu(M @ ff1_w + ff1_b) @ ff2_w + ff2_b; X' = M + F.
-The residuals start from the normalised inputs N and M, as in the reference. Biases are fused into
-the kernel after each GEMM, and X' = M + F goes straight into the next LayerNorm (the next layer's
-norm, or the head norm), so one ResidualLayerNorm closes each half-layer.
-Logits = LN_head(X_L) @ head_map_weights + head_map_bias; loss = mean cross-entropy.
-The Functions are created once per batch shape and reused, so their buffers are too.
+The network itself is defined once, in model/block.py (the reference architecture, layer by layer);
+here it runs on the autograd tape (model/tape.py) with the whole batch (B, T) at once. Generation
+runs the same definition on a KV cache (model/kv_cache.py); `forward_trace` hands back its hidden
+states (model/trace.py).
 
 Training runs the batch as SHARDS shards of whole sequences (`loss_and_grad`), side by side on
 their own threads when there are threads for them: each core then keeps its half of the
@@ -19,16 +16,13 @@ import time
 import numpy as np
 
 from femtogpt.engine.autograd import Graph
-from femtogpt.engine.ops.attention import CausalSelfAttention
-from femtogpt.engine.ops.cross_entropy import CrossEntropy
 from femtogpt.engine.ops.dropout import site_key
-from femtogpt.engine.ops.embedding import Embedding
-from femtogpt.engine.ops.gelu import BiasGelu
-from femtogpt.engine.ops.layernorm import LayerNorm, ResidualLayerNorm
-from femtogpt.engine.ops.matmul import MatMul
 from femtogpt.engine.ops.reduce import add_into
 from femtogpt.engine.params import Parameters
 from femtogpt.engine.threads import run_split
+from femtogpt.model.block import network
+from femtogpt.model.tape import Program, TapeRun
+from femtogpt.model.trace import TraceRun
 
 SHARDS = 2  # fixed (never the thread count), so results do not depend on how many threads run
 
@@ -43,40 +37,10 @@ def sinusoidal_table(T, E, dtype=np.float32):
     return table.astype(dtype)
 
 
-class _Program:
-    """The Function instances of one forward pass shape (each owns its forward buffers).
-
-    Backward buffers are shared by layers of the same parity: layer l's gradients are consumed
-    before the backward reaches layer l - 2, so two sets serve every depth."""
-
-    def __init__(self, T, L, H):
-        self.embed, self.ln0 = Embedding(), LayerNorm()
-        stores = [{}, {}]
-
-        def per_layer(kind, make):
-            fns = [make() for _ in range(L)]
-            for l, fn in enumerate(fns):
-                fn.grad_store = stores[l % 2].setdefault(kind, {})
-            return fns
-
-        self.qkv = per_layer("qkv", MatMul)
-        self.attn = per_layer("attn", lambda: CausalSelfAttention(T, H))
-        self.proj = per_layer("proj", MatMul)
-        self.res_attn = per_layer("res_attn", ResidualLayerNorm)
-        self.ff1 = per_layer("ff1", MatMul)
-        self.gelu = per_layer("gelu", BiasGelu)
-        self.ff2 = per_layer("ff2", MatMul)
-        self.res_ffn = per_layer("res_ffn", ResidualLayerNorm)
-        self.head, self.ce = MatMul(), CrossEntropy()
-        # proj and ff2 outputs are read once, by the residual LayerNorm's forward: one buffer each
-        proj_out, ff2_out = {}, {}
-        for fn in self.proj:
-            fn.forward_store = proj_out
-        for fn in self.ff2:
-            fn.forward_store = ff2_out
-
-
 class GPT:
+    """The model: hyperparameters, parameters (engine/params.py), the position table, and a Program of
+    Function instances (model/tape.py) per batch shape and shard, made on first use."""
+
     def __init__(self, hp, params=None, dtype=np.float32):
         self.hp = hp.validate()
         self.params = params if params is not None else Parameters(hp, dtype)
@@ -91,26 +55,8 @@ class GPT:
         if prog is None:
             if len(self._programs) > 3 * SHARDS:  # training, eval batches, a tail window: bound memory
                 self._programs.clear()
-            prog = self._programs[(B, T, shard)] = _Program(T, self.hp.num_layers, self.hp.num_heads)
+            prog = self._programs[(B, T, shard)] = Program(T, self.hp.num_layers, self.hp.num_heads)
         return prog
-
-    def _hidden(self, g, prog, P, ids, dropout, key):
-        """(B*T, E) output of the head LayerNorm for ids (B, T); P: the parameter leaves."""
-        L = self.hp.num_layers
-        x = g(prog.embed, ids, P["token_embedding"], self.pe)
-        x = g(prog.ln0, x, P["norm_0_coeff"], P["norm_0_bias"])
-        for l in range(L):
-            attn, res_attn = prog.attn[l], prog.res_attn[l]
-            attn.p, attn.key = dropout, site_key(key, l, 0)
-            res_attn.p, res_attn.key = dropout, site_key(key, l, 1)
-            qkv = g(prog.qkv[l], x, P[f"qkv_{l}"])
-            o = g(prog.proj[l], g(attn, qkv), P[f"proj_{l}_weights"])
-            m = g(res_attn, x, o, P[f"proj_{l}_bias"], P[f"atten_norm_{l}_coeff"], P[f"atten_norm_{l}_bias"])
-            h = g(prog.gelu[l], g(prog.ff1[l], m, P[f"feedforward1_{l}_weights"]), P[f"feedforward1_{l}_bias"])
-            f = g(prog.ff2[l], h, P[f"feedforward2_{l}_weights"])
-            nxt = f"norm_{l + 1}" if l + 1 < L else "head_norm"
-            x = g(prog.res_ffn[l], m, f, P[f"feedforward2_{l}_bias"], P[f"{nxt}_coeff"], P[f"{nxt}_bias"])
-        return x
 
     def _check_ids(self, ids):
         ids = np.ascontiguousarray(ids, dtype=np.int64)
@@ -126,11 +72,10 @@ class GPT:
         ids = self._check_ids(ids)
         prog = self._program(*ids.shape, shard)
         P = self.params.shard_tensors(shard)
-        x = self._hidden(graph, prog, P, ids, float(dropout), int(key))
-        logits = graph(prog.head, x, P["head_map_weights"])
+        n = network(TapeRun(graph, prog, P, self.pe, float(dropout), int(key)), ids, self.hp.num_layers)
+        logits = graph(prog.head, n, P["head_map_weights"])
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
-        prog.ce.denominator = denominator
-        return graph(prog.ce, logits, P["head_map_bias"], targets)
+        return graph(prog.ce, logits, P["head_map_bias"], targets, denominator=denominator)
 
     def loss_and_grad(self, ids, targets, dropout=0.0, key=0, timings=None):
         """The mean cross-entropy (a float) of predicting targets (B, T) from ids (B, T), with its
@@ -177,8 +122,21 @@ class GPT:
         """(B, T, V) logits for ids (B, T), no dropout, nothing recorded for backward."""
         ids = self._check_ids(ids)
         B, T = ids.shape
-        g = Graph(record=False)
-        x = self._hidden(g, self._program(B, T), self.params.tensors, ids, 0.0, 0)
-        out = x.data @ self.params.values.views["head_map_weights"]
-        out += self.params.values.views["head_map_bias"]
-        return out.reshape(B, T, -1)
+        run = TapeRun(Graph(record=False), self._program(B, T), self.params.tensors, self.pe)
+        return self.head(network(run, ids, self.hp.num_layers).data).reshape(B, T, -1)
+
+    def head(self, h):
+        """Logits (..., V) of head-normed hidden states h (..., C): h @ head_map_weights + bias."""
+        w = self.params.values.views
+        out = h.reshape(-1, h.shape[-1]) @ w["head_map_weights"]
+        out += w["head_map_bias"]
+        return out.reshape(*h.shape[:-1], -1)
+
+    def forward_trace(self, ids, attention=False):
+        """The hidden states of every layer for ids (B, T) (a model/trace.py Trace), and with
+        `attention` the attention probabilities (L, B, NH, T, T); no dropout, nothing recorded."""
+        ids = self._check_ids(ids)
+        run = TraceRun(Graph(record=False), self._program(*ids.shape), self.params.tensors, self.pe,
+                       self.hp.num_heads, attention)
+        network(run, ids, self.hp.num_layers)
+        return run.trace()

@@ -1,1 +1,2 @@
-"""The toy tasks: dataset generators (the reference's dummy_data scripts) and their scorers."""
+"""The toy tasks: TASKS and the dataset generators (toy_data.py, the reference's dummy_data scripts), the
+probes and judges of each task (probes.py), and scoring a model on one (scoring.py)."""

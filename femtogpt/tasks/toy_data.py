@@ -9,11 +9,16 @@ distributions are the reference scripts' (checked against their source), only se
 `generate_text` returns the dataset without the final newline; `file_text` returns exactly what
 the reference script prints (its print() adds "\n", except simple_sequence's `end=""`).
 `mask` is the reference's unused mask.py done right (it forgot to import random). The scripts in
-dummy_data/ are thin wrappers over `script_main`. What the models are scored on is in scoring.py.
+dummy_data/ are thin wrappers over `script_main`. `TASKS` names every task once, with its settings;
+how the models are scored on them is in probes.py and scoring.py.
 """
 import argparse
 import random
 import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from femtogpt.atomic import write_atomically
 
 VOWELS, CONSONANTS = "aeiou", "bcdfghjk"
 
@@ -122,38 +127,41 @@ def mask(text, rate=0.001, replacement="x", rng=None):
     return "".join(replacement if rng.random() < rate else c for c in text)
 
 
-GENERATORS = {
-    "simple_dummy": simple_dummy,
-    "addition_dummy": addition_dummy,
-    "simple_dummy2": simple_dummy2,
-    "simple_sequence": simple_sequence,
-    "simple_sequence2": simple_sequence2,
+@dataclass(frozen=True)
+class ToyTask:
+    """One toy dataset. Its name (the key in TASKS) is the one list of task names: the CLI's choices,
+    the dummy_data scripts and the scorers all use TASKS."""
+    generate: Callable     # (size, rng=..., **options) -> text without the final newline
+    unit: str              # what --size counts
+    default_size: int      # the reference script's count
+    trailer: str           # what the reference's print() appends after the dataset
+    score_samples: int     # how many probes (simple_dummy: lines) `femtogpt score` judges by default
+    metric: str            # what the headline score of tasks/scoring.py measures
+
+
+TASKS = {
+    "simple_dummy": ToyTask(simple_dummy, "words", 8000, "\n", 200, "valid word fraction"),
+    "addition_dummy": ToyTask(addition_dummy, "lines", 8000, "\n", 100, "exact-answer accuracy"),
+    "simple_dummy2": ToyTask(simple_dummy2, "attempts", 50_000, "\n", 100, "mean per-action accuracy"),
+    "simple_sequence": ToyTask(simple_sequence, "groups", 2000, "", 40, "exact 14-char continuation"),
+    "simple_sequence2": ToyTask(simple_sequence2, "lines", 2000, "\n", 100, "next-line accuracy"),
 }
-
-
-UNITS = {"simple_dummy": "words", "addition_dummy": "lines", "simple_dummy2": "attempts",
-         "simple_sequence": "groups", "simple_sequence2": "lines"}
-DEFAULT_SIZES = {"simple_dummy": 8000, "addition_dummy": 8000, "simple_dummy2": 50_000,
-                 "simple_sequence": 2000, "simple_sequence2": 2000}
-# what the reference's print() appends after the dataset
-TRAILERS = {"simple_dummy": "\n", "addition_dummy": "\n", "simple_dummy2": "\n",
-            "simple_sequence": "", "simple_sequence2": "\n"}
 
 
 def generate_text(name, size=None, seed=None, **options):
     """The dataset `name` (size in the generator's unit, None: the reference's count), seeded by
     `seed` (None: random), without the final newline the reference's print() adds. options: e.g.
     noise=False for simple_sequence2 (its answers)."""
-    if name not in GENERATORS:
-        raise ValueError(f"unknown generator {name!r}; choose from {', '.join(GENERATORS)}")
-    fn = GENERATORS[name]
+    if name not in TASKS:
+        raise ValueError(f"unknown generator {name!r}; choose from {', '.join(TASKS)}")
+    task = TASKS[name]
     rng = random.Random(seed)
-    return fn(DEFAULT_SIZES[name] if size is None else size, rng=rng, **options)
+    return task.generate(task.default_size if size is None else size, rng=rng, **options)
 
 
 def file_text(name, size=None, seed=None, **options):
     """Exactly what the reference script writes to stdout (generate_text + its trailer)."""
-    return generate_text(name, size, seed, **options) + TRAILERS[name]
+    return generate_text(name, size, seed, **options) + TASKS[name].trailer
 
 
 def script_main(name, argv=None):
@@ -162,7 +170,7 @@ def script_main(name, argv=None):
         prog=f"{name}.py", description=f"Write the fork's {name} toy dataset (reference §7).")
     parser.add_argument("--seed", type=int, default=None, help="seed [default: random, as the reference]")
     parser.add_argument("--size", type=int, default=None,
-                        help=f"number of {UNITS[name]} [default: {DEFAULT_SIZES[name]}]")
+                        help=f"number of {TASKS[name].unit} [default: {TASKS[name].default_size}]")
     parser.add_argument("--out", default=None, help="output file [default: stdout]")
     if name == "simple_sequence2":
         parser.add_argument("--no-noise", action="store_true",
@@ -179,5 +187,4 @@ def write_output(text, out):
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        with open(out, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        write_atomically(out, text)        # UTF-8, newlines as they are

@@ -1,6 +1,6 @@
 """The benchmark: training-step time (forward/backward/optimizer split), generation tokens/s with and
 without the KV cache, peak memory, and start-up time, on the configs of the PyTorch reference
-(../shared/bench/torch_ref.py), optionally side by side with it in the same run.
+(bench/torch_ref.py in the repository), optionally side by side with it in the same run.
 
 Each config runs in its own process so its peak RSS is its own. `python -m femtogpt.tools.bench CONFIG`
 runs one config and prints one JSON line; `run_all` drives them and the optional torch runs.
@@ -125,7 +125,7 @@ def _run_json(cmd, env=None):
 
 def run_all(configs, steps=10, threads=2, torch_script=None, on_result=print, profile=False):
     """Every config in its own process (and torch_ref.py beside it when given); returns the results."""
-    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}  # the child's pool; it runs on all of it
     results = {"threads": threads, "configs": {}, "startup_help_s": startup_seconds()}
     for name in configs:
         ours = _run_json([sys.executable, "-m", "femtogpt.tools.bench", name, str(steps)]
@@ -140,9 +140,14 @@ def run_all(configs, steps=10, threads=2, torch_script=None, on_result=print, pr
 
 
 def main():
+    import numba
+
+    from femtogpt.engine.runtime import engine_threads
+
     args = [a for a in sys.argv[1:] if a != "--profile"]
     name, steps = args[0], int(args[1]) if len(args) > 1 else 10
-    print(json.dumps(bench_config(name, steps=steps, profile="--profile" in sys.argv)))
+    with engine_threads(numba.config.NUMBA_NUM_THREADS):  # the whole pool: run_all sized it to --threads
+        print(json.dumps(bench_config(name, steps=steps, profile="--profile" in sys.argv)))
 
 
 if __name__ == "__main__":

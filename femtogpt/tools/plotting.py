@@ -3,8 +3,13 @@
 matplotlib is imported only inside `require_matplotlib`, with the Agg backend (no display needed);
 without it the caller gets PlotUnavailable with a one-line install hint. The x axis of a model's
 curve counts every trained step across sessions, so a run that inserted a layer (which restarts
-the optimizer's step) still reads left to right; layer insertions are drawn as dotted lines.
+the optimizer's step) still reads left to right; layer insertions are drawn as dotted lines. The
+PNG is written atomically (femtogpt/atomic.py).
 """
+from pathlib import Path
+
+from femtogpt.atomic import write_atomically
+from femtogpt.io.logs import EVAL, INSERT_LAYER, TRAIN_STEP
 
 INSTALL_HINT = "matplotlib is not installed: pip install 'femtogpt[plot]' (or pip install matplotlib)"
 
@@ -38,14 +43,14 @@ def curves_from_logs(logs):
     tx, ty, vx, vy, events, n = [], [], [], [], [], 0
     for log in logs:
         kind = log.get("kind")
-        if kind == "TrainStep":
+        if kind == TRAIN_STEP:
             n += 1
             tx.append(n)
             ty.append(float(log["loss"]))
-        elif kind == "Eval":
+        elif kind == EVAL:
             vx.append(n)
             vy.append(float(log["val_loss"]))
-        elif kind == "InsertLayer":
+        elif kind == INSERT_LAYER:
             events.append((n, f"insert@{log.get('index', '?')}"))
     return {"train": (tx, ty), "val": (vx, vy), "events": events}
 
@@ -87,8 +92,14 @@ def plot_series(series, out, title=None, xlabel="step", ylabel="loss", events=()
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    fmt = Path(out).suffix[1:].lower() or plt.rcParams["savefig.format"]   # as savefig(path) picks it
+    supported = fig.canvas.get_supported_filetypes()
+    try:
+        if fmt not in supported:
+            raise ValueError(f"Format {fmt!r} is not supported (supported formats: {', '.join(sorted(supported))})")
+        write_atomically(out, lambda f: fig.savefig(f, format=fmt))
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from femtogpt.io.logs import new_log
+from femtogpt.io.logs import EVAL, TRAIN_SESSION, TRAIN_STEP, new_log
 from femtogpt.train.evaluate import evaluate_tokens
 from femtogpt.model.generate import sample_text
 from femtogpt.train.step import NonFiniteLoss, sample_batch, train_step
@@ -30,11 +30,12 @@ class TrainOptions:
     eval_windows: int = 64          # cap on validation windows, to keep evaluation quick
     sample_every: int = 0           # steps between printed samples (0: never)
     sample_len: int = 100           # tokens per sample
+    batch_offset: int | None = None  # None: batches keyed by (seed, optimizer step); else by (seed, batch_offset
+                                     # + steps done in this run), so runs whose optimizers differ see the same data
 
 
 @dataclass
 class TrainResult:
-    steps_done: int
     last_loss: float
     stopped: bool = False           # Ctrl-C
     failure: str | None = None      # non-finite loss
@@ -54,28 +55,32 @@ def split_tokens(tokens, val_fraction, T):
     return train, val
 
 
-def run_training(session, tokens, options, save, display, should_stop=lambda: False,
+def run_training(checkpoint, tokens, options, save, display, should_stop=lambda: False,
                  dataset_info=None, save_best=None, best_loss=math.inf):
-    """Train `session` in place; `save()` writes the model file. Returns a TrainResult."""
-    T = session.hp.num_tokens
+    """Train `checkpoint` in place; `save()` writes the model file. Returns a TrainResult.
+    `display` gets step(step, loss, lr, seconds) after every step, validation(step, val_loss) before
+    that step's step() call, message(text) for samples, and close() at the end (TrainDisplay is the
+    CLI's; the experiments pass their own to record curves)."""
+    T = checkpoint.hp.num_tokens
     train_tokens, val_tokens = split_tokens(tokens, options.val_fraction, T)
     if len(train_tokens) < T + 1:
         raise ValueError(f"the dataset has {len(train_tokens)} tokens; training needs at least "
                          f"num_tokens + 1 = {T + 1}")
-    opt = session.ensure_optimizer()
-    session.train_state["seed"] = options.seed
+    opt = checkpoint.ensure_optimizer()
+    checkpoint.train_state["seed"] = options.seed
     validation = {"val_fraction": options.val_fraction} if val_tokens is not None else {}
-    session.logs.append(new_log("TrainSession", dropout=options.dropout, seed=options.seed,
+    checkpoint.logs.append(new_log(TRAIN_SESSION, dropout=options.dropout, seed=options.seed,
                                 batch_size=options.batch_size, start_step=opt.step,
                                 **validation, **(dataset_info or {})))
-    model, result = session.model, TrainResult(0, float("nan"), best_loss=best_loss)
+    model, result = checkpoint.model, TrainResult(float("nan"), best_loss=best_loss)
     last_save = time.monotonic()
     try:
         for i in range(options.steps):
             if should_stop():
                 result.stopped = True
                 break
-            ids, targets = sample_batch(train_tokens, options.batch_size, T, options.seed, opt.step)
+            key = opt.step if options.batch_offset is None else options.batch_offset + i
+            ids, targets = sample_batch(train_tokens, options.batch_size, T, options.seed, key)
             t0 = time.perf_counter()
             try:
                 loss, lr = train_step(model, opt, ids, targets, options.dropout, options.seed)
@@ -83,12 +88,12 @@ def run_training(session, tokens, options, save, display, should_stop=lambda: Fa
                 result.failure = str(exc)
                 break
             elapsed = time.perf_counter() - t0
-            result.steps_done, result.last_loss = i + 1, loss
-            session.logs.append(new_log("TrainStep", step=opt.step, loss=loss,
+            result.last_loss = loss
+            checkpoint.logs.append(new_log(TRAIN_STEP, step=opt.step, loss=loss,
                                         elapsed_ms=int(round(elapsed * 1000)), lr=lr))
             if val_tokens is not None and options.eval_every and opt.step % options.eval_every == 0:
                 val, _ = evaluate_tokens(model, val_tokens, max_windows=options.eval_windows)
-                session.logs.append(new_log("Eval", step=opt.step, val_loss=val))
+                checkpoint.logs.append(new_log(EVAL, step=opt.step, val_loss=val))
                 display.validation(opt.step, val)
                 if val < result.best_loss:
                     result.best_loss = val
@@ -96,7 +101,7 @@ def run_training(session, tokens, options, save, display, should_stop=lambda: Fa
                         result.best_step = opt.step
             display.step(opt.step, loss, lr, elapsed)
             if options.sample_every and opt.step % options.sample_every == 0:
-                text = sample_text(model, session.tokenizer, options.sample_len,
+                text = sample_text(model, checkpoint.tokenizer, options.sample_len,
                                    seed=[options.seed, opt.step, 0x73616D70])
                 display.message(f"--- sample at step {opt.step} ---\n{text}")
             by_steps = options.save_every and (i + 1) % options.save_every == 0

@@ -7,7 +7,19 @@ one, so the real model then finds every kernel compiled.
 import numpy as np
 
 
-def warm_up():
+def warm_up(spinner=False):
+    """Compile (or load from the cache) every training kernel; `spinner`: show a rich spinner
+    meanwhile (for a terminal)."""
+    if spinner:
+        from rich.console import Console
+
+        with Console().status("Compiling kernels (first run only, under a minute; later runs use the cache)..."):
+            _compile()
+    else:
+        _compile()
+
+
+def _compile():
     from femtogpt.config import Hyperparameters, OptimizerConfig
     from femtogpt.train.evaluate import evaluate_tokens
     from femtogpt.model.gpt import GPT

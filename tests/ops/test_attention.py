@@ -48,7 +48,7 @@ def test_attention_gradcheck(p):
     rng = np.random.default_rng(2)
     B, T, NH, hs = 2, 3, 2, 2
     qkv = rng.standard_normal((B * T, 3 * NH * hs))
-    check_op(lambda: CausalSelfAttention(T, NH, p, key=11), [qkv], diff=[0])
+    check_op(lambda: CausalSelfAttention(T, NH), [qkv], diff=[0], p=p, key=11)
 
 
 def test_attention_dropout_drops_probabilities():
@@ -56,7 +56,7 @@ def test_attention_dropout_drops_probabilities():
     B, T, NH, hs = 2, 16, 2, 4
     qkv = rng.standard_normal((B * T, 3 * NH * hs))
     plain = CausalSelfAttention(T, NH).forward(qkv).copy()
-    dropped = CausalSelfAttention(T, NH, 0.5, key=5).forward(qkv)
+    dropped = CausalSelfAttention(T, NH).forward(qkv, p=0.5, key=5)
     assert not np.allclose(plain, dropped)
-    again = CausalSelfAttention(T, NH, 0.5, key=5).forward(qkv)
+    again = CausalSelfAttention(T, NH).forward(qkv, p=0.5, key=5)
     np.testing.assert_array_equal(dropped, again)  # the mask is a function of the key

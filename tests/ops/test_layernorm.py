@@ -38,15 +38,15 @@ def test_residual_layernorm_forward_and_gradcheck(p):
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((70, 6)), rng.standard_normal((70, 6))
     bias, g, beta = rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal(6)
-    out = ResidualLayerNorm(p, key=7).forward(a, b, bias, g, beta)
+    out = ResidualLayerNorm().forward(a, b, bias, g, beta, p=p, key=7)
     if p == 0.0:
         np.testing.assert_allclose(out, reference_layernorm(a + b + bias, g, beta), atol=1e-10)
     else:
-        fn = ResidualLayerNorm(p, key=7)
-        fn.forward(a, b, bias, g, beta)
+        fn = ResidualLayerNorm()
+        fn.forward(a, b, bias, g, beta, p=p, key=7)
         dropped = fn.resid - a  # (b + bias) * mask / (1 - p)
         kept = dropped != 0
         assert 0.5 < kept.mean() < 0.9
         np.testing.assert_allclose(dropped[kept], ((b + bias) / (1 - p))[kept], atol=1e-12)
         np.testing.assert_allclose(out, reference_layernorm(fn.resid, g, beta), atol=1e-10)
-    check_op(lambda: ResidualLayerNorm(p, key=7), [a, b, bias, g, beta], diff=[0, 1, 2, 3, 4])
+    check_op(ResidualLayerNorm, [a, b, bias, g, beta], diff=[0, 1, 2, 3, 4], p=p, key=7)

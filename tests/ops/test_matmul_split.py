@@ -6,15 +6,12 @@ import pytest
 
 from femtogpt.engine.ops import matmul
 from femtogpt.engine.ops.matmul import batched_gemm, gemm
+from femtogpt.engine.runtime import engine_threads
 
 
 def _with_threads(n, fn):
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
+    with engine_threads(n):
         return fn()
-    finally:
-        numba.set_num_threads(before)
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")

@@ -1,9 +1,8 @@
-"""Embedding, MatMul, BiasGelu, CrossEntropy, Dropout: spec forward in NumPy + float64 gradcheck."""
+"""Embedding, MatMul, BiasGelu, CrossEntropy: spec forward in NumPy + float64 gradcheck."""
 import numpy as np
 import pytest
 
 from femtogpt.engine.ops.cross_entropy import CrossEntropy
-from femtogpt.engine.ops.dropout import Dropout
 from femtogpt.engine.ops.embedding import Embedding
 from femtogpt.engine.ops.gelu import BiasGelu
 from femtogpt.engine.ops.matmul import MatMul
@@ -67,16 +66,6 @@ def test_cross_entropy_ignores_negative_targets():
     full = CrossEntropy().forward(logits[:2], bias, np.array([1, 2]))
     padded = CrossEntropy().forward(logits, bias, np.array([1, 2, -1, -1]))
     np.testing.assert_allclose(padded, full, rtol=1e-12)
-
-
-def test_dropout_statistics_and_gradcheck():
-    x = np.ones((200, 50))
-    out = Dropout(0.2, key=3).forward(x)
-    kept = out != 0
-    assert abs(kept.mean() - 0.8) < 0.01
-    np.testing.assert_allclose(out[kept], 1 / 0.8)
-    np.testing.assert_array_equal(Dropout(0.0).forward(x), x)
-    check_op(lambda: Dropout(0.2, key=3), [rng.standard_normal((3, 4))], diff=[0])
 
 
 def test_bias_gelu_float32_fast_path_matches_exact():

@@ -101,10 +101,11 @@ def _heads(a, T, NH, part):
 
 
 class CausalSelfAttention(Function):
-    """inputs: qkv (B*T, 3C); output (B*T, C). T and NH fixed at construction."""
+    """inputs: qkv (B*T, 3C); output (B*T, C). T and NH fixed at construction; per call: dropout p on
+    the probabilities, its masks keyed by `key`."""
 
-    def __init__(self, T, num_heads, p=0.0, key=0):
-        self.T, self.NH, self.p, self.key = T, num_heads, float(p), int(key)
+    def __init__(self, T, num_heads):
+        self.T, self.NH = T, num_heads
 
     def _scalars(self, dtype):
         hs = self.qkv.shape[1] // 3 // self.NH
@@ -118,7 +119,8 @@ class CausalSelfAttention(Function):
         dropped_probs(Pd, P, np.uint64(self.key), dtype.type(self.p))
         return Pd
 
-    def forward(self, qkv):
+    def forward(self, qkv, p=0.0, key=0):
+        self.p, self.key = float(p), int(key)
         N, C3 = qkv.shape
         T, NH = self.T, self.NH
         B = N // T

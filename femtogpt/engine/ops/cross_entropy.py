@@ -61,12 +61,10 @@ def cross_entropy_backward(dlogits, dbias_part, probs, targets, scale, chunk):
 
 class CrossEntropy(Function):
     """inputs: logits (N, V), bias (V,), targets (N,) ints; output: the mean loss, shape ().
-    `denominator`, when set, replaces the count of these rows in the mean (a shard of a batch
-    divides by the batch's count, so the shards' losses add up to the batch's)."""
+    Per call: `denominator`, when given, replaces the count of these rows in the mean (a shard of a
+    batch divides by the batch's count, so the shards' losses add up to the batch's)."""
 
-    denominator = None
-
-    def forward(self, logits, bias, targets):
+    def forward(self, logits, bias, targets, denominator=None):
         N, V = logits.shape
         targets = targets.reshape(-1)
         if targets.size and targets.max() >= V:
@@ -76,7 +74,7 @@ class CrossEntropy(Function):
         cross_entropy_forward(losses, self.probs, logits, bias, targets,
                               logits.dtype == np.float32, 16)
         self.targets = targets
-        self.count = self.denominator or max(1, int((targets >= 0).sum()))
+        self.count = denominator or max(1, int((targets >= 0).sum()))
         self.losses = losses
         return np.array(losses.sum() / self.count, dtype=logits.dtype)
 

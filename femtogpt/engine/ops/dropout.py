@@ -1,14 +1,13 @@
-"""Inverted dropout with a counter-based random stream, and the standalone Dropout op.
+"""Inverted dropout's random stream: the keep/drop decision and the keys of dropout sites.
 
-The keep/drop decision for element i of a dropout site is a hash of (key, i): no mask is stored,
-backward recomputes it, any thread count gives the same mask, and a run is reproducible from its
-seed and step alone (the key is derived from them, see femtogpt.rng). The fused kernels of
-attention and residual+LayerNorm call `keep_scale` the same way.
+The decision for element i of a dropout site is a hash of (key, i): no mask is stored, backward
+recomputes it, any thread count gives the same mask, and a run is reproducible from its seed and step
+alone (train/step.py derives the step's key from them, and the model each site's key from the
+step's with `site_key`). There is no standalone dropout op: the fused kernels of attention
+(engine/ops/attention.py) and residual+LayerNorm (engine/ops/layernorm.py) apply `kept`/`keep_scale`.
 """
 import numpy as np
-from numba import njit, prange
-
-from femtogpt.engine.autograd import Function
+from numba import njit
 
 _MASK64 = (1 << 64) - 1
 
@@ -34,17 +33,6 @@ def keep_scale(key, i, p, scale):
     return scale if kept(key, i, p) else 0.0
 
 
-@njit(parallel=True, cache=True)
-def dropout_apply(out, x, key, p):
-    # x, out: (N, C); out = x * mask / (1 - p). Forward applies it to the input, backward to dout:
-    # the same mask both ways, since it is a function of (key, index)
-    N, C = x.shape
-    scale = 1.0 / (1.0 - p)
-    for r in prange(N):
-        for c in range(C):
-            out[r, c] = x[r, c] * keep_scale(key, r * C + c, p, scale)
-
-
 def site_key(*parts):
     """A 64-bit key for one dropout site from integers (seed, step, layer, site...)."""
     h = 0x243F6A8885A308D3
@@ -58,24 +46,3 @@ def _mix64_py(x):
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
     return x ^ (x >> 31)
-
-
-class Dropout(Function):
-    """Standalone inverted dropout on a (N, C) array; p = 0 is the identity."""
-
-    def __init__(self, p=0.0, key=0):
-        self.p, self.key = float(p), int(key)
-
-    def _apply(self, name, x, buffer):
-        out = buffer(name, x.shape, x.dtype)
-        if self.p == 0.0:
-            out[...] = x
-        else:
-            dropout_apply(out, x, np.uint64(self.key), self.p)
-        return out
-
-    def forward(self, x):
-        return self._apply("out", x, self.buffer)
-
-    def backward(self, dout):
-        return (self._apply("dx", dout, self.grad_buffer),)

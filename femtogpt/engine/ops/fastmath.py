@@ -2,8 +2,8 @@
 without SVML, and exp was about half of the attention forward and most of the cross-entropy.
 
 Numba's on-disk cache does not notice edits to helpers imported from another file; femtogpt keeps
-one cache directory per hash of the kernel sources (femtogpt/__init__.py), so editing this file starts
-a fresh cache. With $NUMBA_CACHE_DIR set by hand, clear it after editing.
+one cache directory per hash of the kernel sources (femtogpt/engine/runtime.py), so editing this file
+starts a fresh cache. With $NUMBA_CACHE_DIR set by hand, clear it after editing.
 """
 import numpy as np
 from numba import njit

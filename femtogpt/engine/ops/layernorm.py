@@ -138,12 +138,14 @@ class LayerNorm(Function):
 
 
 class ResidualLayerNorm(Function):
-    """out = LayerNorm(a + dropout(b + bias)); inputs (a, b, bias, gamma, beta)."""
+    """out = LayerNorm(a + dropout(b + bias)); inputs (a, b, bias, gamma, beta); per call: dropout p,
+    its mask keyed by `key`."""
 
-    def __init__(self, p=0.0, key=0, eps=EPS):
-        self.p, self.key, self.eps = float(p), int(key), eps
+    def __init__(self, eps=EPS):
+        self.eps = eps
 
-    def forward(self, a, b, bias, gamma, beta):
+    def forward(self, a, b, bias, gamma, beta, p=0.0, key=0):
+        self.p, self.key = float(p), int(key)
         N, C = a.shape
         out = self.buffer("out", (N, C), a.dtype)
         self.resid = self.buffer("resid", (N, C), a.dtype)

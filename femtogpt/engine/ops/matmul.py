@@ -6,15 +6,16 @@ cross-entropy); the bias path is here for standalone use.
 
 Why our own threads: OpenBLAS's worker threads spin after every call and Numba's kernel threads
 spin after every parallel loop; on a 2-core machine the two pools steal each other's cores and a
-step ran 3-4x slower. So OpenBLAS runs single-threaded (femtogpt/__init__.py sets that before NumPy
-loads) and `gemm` cuts a big product into row blocks run on a small pool of Python threads (BLAS
-releases the GIL), which sleep when idle. The cut depends only on the shapes, never on the number
-of threads, so results are the same bits for any thread count; it is made only for products big
-enough that a cut costs little (smaller blocks pack the weights again: four blocks of a
-(1024, 64) @ (64, 256) product took 10% longer, and of a weight gradient (64, 1024) @ (1024, 256)
-75% longer, than one call). Training runs its batch shards on their own threads instead
-(model.py), so on two cores its products are never cut. `batched_gemm` cuts only when it has
-threads to use: each matrix of a stack is its own BLAS call, so any cut gives the same bits.
+step ran 3-4x slower. So OpenBLAS runs single-threaded (engine/runtime.py's engine_threads() limits
+it, whatever the environment says) and `gemm` cuts a big product into row blocks run on a small pool
+of Python threads (BLAS releases the GIL), which sleep when idle. The cut depends only on the
+shapes, never on the number of threads, so results are the same bits for any thread count; it is
+made only for products big enough that a cut costs little (smaller blocks pack the weights again:
+four blocks of a (1024, 64) @ (64, 256) product took 10% longer, and of a weight gradient
+(64, 1024) @ (1024, 256) 75% longer, than one call). Training runs its batch shards on their own
+threads instead (model/gpt.py), so on two cores its products are never cut. `batched_gemm` cuts
+only when it has threads to use: each matrix of a stack is its own BLAS call, so any cut gives the
+same bits.
 """
 import functools
 import threading
@@ -24,11 +25,8 @@ import numba
 import numpy as np
 
 from femtogpt.engine.autograd import Function
-from femtogpt.engine.blas import set_blas_threads
 from femtogpt.engine.ops.reduce import column_sum, num_chunks
 from femtogpt.engine.threads import run_alongside
-
-set_blas_threads()  # in case NumPy was imported before femtogpt (see femtogpt/engine/blas.py)
 
 _MAX_PARTS = 4  # threads of the pool, at most
 _GEMM_MAX_PARTS = 2

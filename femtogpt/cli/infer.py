@@ -1,0 +1,86 @@
+"""Running a model on text: `infer` (a streamed continuation of a prompt) and `eval` (the loss on a dataset).
+
+Only click and the standard library at module level; sampling is femtogpt/model/generate.py, the
+streaming decode femtogpt/text/stream.py, the loss femtogpt/train/evaluate.py.
+"""
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from femtogpt.cli.common import UserError, load_dataset_tokens, model_option, open_checkpoint
+
+
+@click.command()
+@model_option()
+@click.argument("prompt", required=False, default="")
+@click.option("--count", type=click.IntRange(min=0), default=100, help="Tokens to generate.")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.8,
+              help="Logits are divided by this; 0 = greedy.")
+@click.option("--top-k", type=click.IntRange(min=0), default=0, help="Keep the k most likely tokens (0: off).")
+@click.option("--top-p", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0,
+              help="Keep the smallest set of tokens with this much probability (1: off).")
+@click.option("--seed", type=int, default=None, help="Seed for sampling [default: random].")
+@click.option("--prompt-file", type=click.Path(dir_okay=False), default=None,
+              help="Read the prompt from this UTF-8 file instead of PROMPT.")
+def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_file):
+    """Print PROMPT followed by a sampled continuation, streamed as it is generated.
+
+    Order: logits / temperature, then top-k, then top-p, then sample. A prompt longer than the
+    context keeps its last tokens; the context slides when full.
+    """
+    if prompt_file is not None:
+        if prompt:
+            raise UserError("give either PROMPT or --prompt-file, not both")
+        try:
+            prompt = Path(prompt_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--prompt-file {prompt_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    ckpt = open_checkpoint(model_path)
+    from femtogpt.model.generate import empty_prompt_start, generate
+    from femtogpt.text.stream import StreamDecoder
+
+    tok = ckpt.tokenizer
+    prompt_ids = [int(i) for i in tok.encode(prompt)]
+    unknown = tok.count_unknown(prompt) if tok.unk_id is not None else 0
+    if unknown:
+        click.echo(f"warning: {unknown} character(s) of the prompt are not in the vocabulary (<unk>)", err=True)
+    start_id = None if prompt_ids else empty_prompt_start(tok)
+    click.echo(prompt, nl=False)
+    stream = StreamDecoder(tok)
+
+    def on_token(token_id):
+        text = stream.push(token_id)  # "" while a multi-byte character is incomplete
+        if text:
+            click.echo(text, nl=False)
+            sys.stdout.flush()
+
+    generate(ckpt.model, prompt_ids, count, temperature=temperature, top_k=top_k, top_p=top_p,
+             seed=seed, on_token=on_token, start_id=start_id)
+    click.echo(stream.flush())
+
+
+@click.command(name="eval")
+@model_option()
+@click.option("--dataset", required=True, type=click.Path(), help="A text file or directory to evaluate on.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Windows per forward pass.")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"loss\": ..., \"tokens\": ...}.")
+def eval_cmd(model_path, dataset, batch_size, as_json):
+    """Mean cross-entropy over a dataset, in consecutive windows covering it once."""
+    if not Path(dataset).exists():
+        raise UserError(f"--dataset {dataset}: no such file or directory")
+    ckpt = open_checkpoint(model_path)
+    from femtogpt.train.evaluate import evaluate_tokens
+
+    tokens = load_dataset_tokens(ckpt.tokenizer, dataset, sys.stdout.isatty() and not as_json)
+    if len(tokens) < 2:
+        raise UserError(f"--dataset {dataset}: has {len(tokens)} token(s); need at least 2")
+    loss, count = evaluate_tokens(ckpt.model, tokens, batch_size=batch_size)
+    if as_json:
+        click.echo(json.dumps({"loss": loss, "tokens": int(count), "dataset": str(dataset)}))
+    else:
+        click.echo(f"loss {loss:.6f} over {count:,} predicted tokens of {dataset}")
+
+
+COMMANDS = [infer, eval_cmd]

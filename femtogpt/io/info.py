@@ -1,0 +1,55 @@
+"""What `info` and `loss` report about a model file, read and verified by io/model_file.py.
+
+`model_summary(path)` is the dict `info --json` prints, `summary_lines(summary)` its human form, and
+`training_losses(path, limit)` the last TrainStep losses. Not here: printing (cli/info.py).
+"""
+from pathlib import Path
+
+from femtogpt.io.log_summary import describe, summarize_logs
+from femtogpt.io.logs import TRAIN_STEP
+from femtogpt.io.model_file import load_model_file
+
+
+def model_summary(path):
+    """Hyperparameters, parameter count, optimizer step, tokenizer, and the logs summarised by
+    run. Raises ModelFileError for a file that does not load."""
+    mf = load_model_file(Path(path))
+    steps = [log for log in mf.logs if log.get("kind") == TRAIN_STEP]
+    return {
+        "model": str(path),
+        "file_size": Path(path).stat().st_size,
+        "hyperparameters": mf.hp.to_dict(),
+        "num_params": mf.hp.num_params(),
+        "optimizer_step": mf.optimizer["step"] if mf.optimizer else None,
+        "trained_steps": len(steps),
+        "last_loss": steps[-1]["loss"] if steps else None,
+        "tokenizer": {**(mf.tokenizer_meta or {}), "vocab_size": mf.hp.vocab_size},
+        "seed": (mf.train_state or {}).get("seed"),
+        "history": summarize_logs(mf.logs),
+    }
+
+
+def summary_lines(summary):
+    """The human-readable form of `model_summary`, one string per line."""
+    hp, tok = summary["hyperparameters"], summary["tokenizer"]
+    step, last = summary["optimizer_step"], summary["last_loss"]
+    opt = "none (fresh or reset)" if step is None else f"step {step}"
+    lines = [
+        f"{summary['model']}: {summary['num_params']:,} parameters, {summary['file_size']:,} bytes",
+        f"  vocab {hp['vocab_size']}, context {hp['num_tokens']}, embedding {hp['embedding_degree']}, "
+        f"layers {hp['num_layers']}, heads {hp['num_heads']} (head size {hp['head_size']}), "
+        f"positional encoding {hp['pos_enc']}",
+        f"  tokenizer: {tok.get('kind', '?')}, {hp['vocab_size']} tokens"
+        + (", case-insensitive" if tok.get("case_insensitive") else ""),
+        f"  optimizer: {opt}; trained {summary['trained_steps']} steps"
+        + (f", last loss {last:.4f}" if summary["trained_steps"] else ""),
+        "  history:",
+    ]
+    return lines + [f"    {describe(entry)}" for entry in summary["history"]]
+
+
+def training_losses(path, limit):
+    """The last `limit` TrainStep losses of a model file, oldest first (limit 0: none).
+    Raises ModelFileError for a file that does not load."""
+    losses = [log["loss"] for log in load_model_file(Path(path)).logs if log.get("kind") == TRAIN_STEP]
+    return losses[-limit:] if limit else []
