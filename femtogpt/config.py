@@ -2,6 +2,7 @@
 from dataclasses import asdict, dataclass
 
 POS_ENCODINGS = ("none", "absolute")
+TOKENIZER_KINDS = ("ascii", "char", "byte", "bpe")  # text/: how text becomes token ids
 
 
 @dataclass(frozen=True)

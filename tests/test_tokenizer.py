@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tokenizers import pre_tokenizers
 
+from femtogpt.config import TOKENIZER_KINDS
 from femtogpt.text import tokenizer as T
 from femtogpt.text.bpe import train_bpe
 from femtogpt.text.build import build_tokenizer
@@ -170,7 +171,7 @@ def test_reserve_is_not_doubled_for_a_file_that_has_them(tmp_path):
 def test_json_round_trip_gives_identical_ids(char_data):
     for name, tok in all_kinds(char_data).items():
         meta = tok.meta()
-        assert all(isinstance(v, (str, int, bool)) for v in meta.values()) and meta["kind"] in T.KINDS
+        assert all(isinstance(v, (str, int, bool)) for v in meta.values()) and meta["kind"] in TOKENIZER_KINDS
         back = TextTokenizer.from_json(tok.to_json(), meta)
         assert back.to_json() == tok.to_json() == tok.hf.to_str()
         assert back.vocab_size == tok.vocab_size and back.summary() == tok.summary()

@@ -14,12 +14,8 @@ COMMAND_MODULES = [model, infer, info, text, growth, data, scoring, fork, export
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="femtogpt")
-@click.pass_context
-def cli(ctx):
+def cli():
     """femtogpt: train, grow and inspect small GPT models on your CPU (NumPy + Numba)."""
-    from femtogpt.engine.runtime import engine_threads
-
-    ctx.with_resource(engine_threads())  # threads, BLAS and the kernel cache for the whole command
 
 
 for _module in COMMAND_MODULES:

@@ -41,9 +41,18 @@ class LibraryChoice(click.Choice):
         pass
 
 
-TOKENIZER_KINDS = LibraryChoice("femtogpt.text.tokenizer:KINDS")
+TOKENIZER_KINDS = LibraryChoice("femtogpt.config:TOKENIZER_KINDS")
 POS_ENCODINGS = LibraryChoice("femtogpt.config:POS_ENCODINGS")
 TOY_TASKS = LibraryChoice("femtogpt.tasks.toy_data:TASKS")
+
+
+def use_engine(threads=None):
+    """Run the rest of the current command inside engine.runtime.engine_threads(threads): Numba on
+    one thread per physical core (or `threads`), BLAS on one, both given back when the command ends.
+    Commands that run the network call this first; the others (and every --help) never load Numba."""
+    from femtogpt.engine.runtime import engine_threads
+
+    click.get_current_context().with_resource(engine_threads(threads))
 
 
 def model_option(default="model.dat", **kw):

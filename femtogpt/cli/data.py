@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import TOY_TASKS, UserError, save_checkpoint
+from femtogpt.cli.common import TOY_TASKS, UserError, save_checkpoint, use_engine
 
 
 @click.command(name="dummy-data")
@@ -37,6 +37,7 @@ def demo(workdir, seconds, seed):
     Writes DIR/dataset.txt (simple_dummy words like "jakogi;") and DIR/model.dat, which the other
     commands can then use (try `femtogpt info --model DIR/model.dat`).
     """
+    use_engine()
     from femtogpt.config import Hyperparameters
     from femtogpt.train.progress import TrainDisplay
     from femtogpt.tasks.toy_data import generate_text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError, load_dataset_tokens, model_option, open_checkpoint
+from femtogpt.cli.common import UserError, load_dataset_tokens, model_option, open_checkpoint, use_engine
 
 
 @click.command()
@@ -38,6 +38,7 @@ def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_fil
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"--prompt-file {prompt_file}: {getattr(exc, 'strerror', None) or exc}") from None
     ckpt = open_checkpoint(model_path)
+    use_engine()
     from femtogpt.model.generate import empty_prompt_start, generate
     from femtogpt.text.stream import StreamDecoder
 
@@ -71,6 +72,7 @@ def eval_cmd(model_path, dataset, batch_size, as_json):
     if not Path(dataset).exists():
         raise UserError(f"--dataset {dataset}: no such file or directory")
     ckpt = open_checkpoint(model_path)
+    use_engine()
     from femtogpt.train.evaluate import evaluate_tokens
 
     tokens = load_dataset_tokens(ckpt.tokenizer, dataset, sys.stdout.isatty() and not as_json)

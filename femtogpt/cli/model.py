@@ -13,7 +13,7 @@ import click
 
 from femtogpt.cli.common import (POS_ENCODINGS, UserError, build_tokenizer_from_flags, check_new_file,
                                  load_dataset_tokens, model_option, open_checkpoint, save_checkpoint,
-                                 tokenizer_options)
+                                 tokenizer_options, use_engine)
 
 
 def _warn(msg):
@@ -110,10 +110,7 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     Ctrl-C once: finish the current step, save, exit 130. Twice: abort without saving.
     The same --seed gives the same result whether run in one go or split across invocations.
     """
-    if threads:  # Numba's threads for this run (at most its pool); GEMMs follow, BLAS stays on one
-        from femtogpt.engine.runtime import engine_threads
-
-        click.get_current_context().with_resource(engine_threads(threads))
+    use_engine(threads)  # Numba's threads for this run (at most its pool); GEMMs follow, BLAS stays on one
     if not Path(dataset).exists():
         raise UserError(f"--dataset {dataset}: no such file or directory")
     if keep_best and not val_fraction:

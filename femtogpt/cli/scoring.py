@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import TOY_TASKS, UserError, open_checkpoint
+from femtogpt.cli.common import TOY_TASKS, UserError, open_checkpoint, use_engine
 
 
 def _pct(x):
@@ -67,6 +67,7 @@ def score(task, model_path, samples, seed, temperature, as_json):
     if not Path(model_path).exists():
         raise UserError(f"--model {model_path}: no such file")
     ckpt = open_checkpoint(model_path)
+    use_engine()
     from femtogpt.tasks.scoring import run_task
 
     missing = {"simple_sequence": "@#$%^", "addition_dummy": "+=0123456789"}.get(task, "")

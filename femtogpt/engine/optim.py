@@ -5,14 +5,16 @@ v = b2 v + (1-b2) g^2, p -= (m / (1-b1^t)) * lr / (sqrt(v / (1-b2^t)) + eps) wit
 The update is elementwise, so any thread count gives the same bits.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from femtogpt.engine.runtime import kernel
 
 from femtogpt.engine.threads import serial_if_small
 
 _CHUNK = 1 << 14
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def adamw_update(p, g, m, v, lr, beta1, beta2, eps, wd, bc1, bc2, chunk):
     # p, g, m, v: (P,) flat; bc1, bc2: bias corrections 1 - beta^t
     n = p.size

@@ -7,13 +7,14 @@ and it gives the caller's settings back on exit. Inside it:
 - NumPy's BLAS runs on one thread, whatever OPENBLAS_NUM_THREADS says: femtogpt cuts big products
   over its own threads (ops/matmul.py), and BLAS workers spinning after each call fought Numba's
   threads for the cores (a tiny-config step took 2.2x longer with OPENBLAS_NUM_THREADS=2).
-- Kernels load from and compile into kernel_cache_dir(), never the package directory.
+- Kernels load from and compile into kernel_cache_dir(), never the package directory (every
+  kernel is made by `kernel()` below, which fixes its cache directory as the module loads).
 - Numba's OpenMP threads sleep between kernels instead of spinning (OMP_WAIT_POLICY=PASSIVE unless
   the user set it): spinning, they took the cores of the threads that run BLAS and a step took up to
   2x longer. OpenMP reads this only when Numba starts its pool, so it is set just for that moment.
 """
+import functools
 import os
-import sys
 import zlib
 from contextlib import contextmanager
 
@@ -57,36 +58,28 @@ def kernel_cache_dir(environ=os.environ):
     return os.path.join(base, "femtogpt", "numba", kernel_fingerprint())
 
 
-def _cached_kernels():
-    """femtogpt's Numba dispatchers made with cache=True, in the modules imported so far."""
-    from numba.core.caching import FunctionCache
-    from numba.core.dispatcher import Dispatcher
+def kernel(**options):
+    """`numba.njit(cache=True, **options)` with the on-disk cache in kernel_cache_dir().
 
-    for name, module in list(sys.modules.items()):
-        if module is None or not name.startswith("femtogpt."):
-            continue
-        for value in list(vars(module).values()):
-            if (isinstance(value, Dispatcher) and value.py_func.__module__ == name
-                    and isinstance(value._cache, FunctionCache)):
-                yield value
-
-
-def use_kernel_cache(path):
-    """Point the on-disk cache of every femtogpt kernel imported so far at `path`.
-
-    Numba picks a kernel's cache directory when the decorator runs (at import), from
-    numba.config.CACHE_DIR; re-enabling caching with CACHE_DIR set moves it. Kernels already
-    compiled stay compiled; the next signature loads from, and saves to, `path`."""
+    Numba fixes a kernel's cache directory as the decorator runs, from numba.config.CACHE_DIR, so
+    every kernel of femtogpt is made through this: the setting is changed for that moment only, and
+    neither the environment nor Numba's configuration is left changed. Compiling stays lazy."""
     import numba
 
-    saved = numba.config.CACHE_DIR
-    numba.config.CACHE_DIR = path
-    try:
-        for kernel in _cached_kernels():
-            if not kernel._cache._cache_path.startswith(os.path.join(path, "")):
-                kernel.enable_caching()  # a fresh FunctionCache, located under config.CACHE_DIR
-    finally:
-        numba.config.CACHE_DIR = saved
+    def decorate(fn):
+        saved = numba.config.CACHE_DIR
+        numba.config.CACHE_DIR = _cache_dir()
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        finally:
+            numba.config.CACHE_DIR = saved
+
+    return decorate
+
+
+@functools.lru_cache(maxsize=1)
+def _cache_dir():
+    return kernel_cache_dir()
 
 
 def start_numba_pool():
@@ -116,17 +109,13 @@ def default_threads():
 @contextmanager
 def engine_threads(n=None):
     """Run the engine inside this: Numba on `n` threads (default: one per physical core; more than
-    Numba's pool is capped to the pool), BLAS on one thread, kernels cached in kernel_cache_dir().
-    The calling thread's Numba setting, the BLAS limits and numba.config.CACHE_DIR come back on
-    exit. Numba's setting is per thread: enter it in the thread that runs the engine."""
+    Numba's pool is capped to the pool), BLAS on one thread. The calling thread's Numba setting and
+    the BLAS limits come back on exit. Numba's setting is per thread: enter it in the thread that runs the engine."""
     import numba
     import numpy  # noqa: F401  (loads NumPy's BLAS, so that threadpoolctl finds it)
     from threadpoolctl import threadpool_limits
 
     start_numba_pool()
-    cache_dir = kernel_cache_dir()
-    use_kernel_cache(cache_dir)
-    saved_cache_dir, numba.config.CACHE_DIR = numba.config.CACHE_DIR, cache_dir  # for kernels imported inside
     saved_threads = numba.get_num_threads()
     numba.set_num_threads(max(1, min(n or default_threads(), numba.config.NUMBA_NUM_THREADS)))
     blas = threadpool_limits(limits=1, user_api="blas")
@@ -135,6 +124,5 @@ def engine_threads(n=None):
     finally:
         blas.restore_original_limits()
         numba.set_num_threads(saved_threads)
-        numba.config.CACHE_DIR = saved_cache_dir
 
 

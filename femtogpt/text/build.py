@@ -8,7 +8,8 @@ from collections import Counter
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 
 from femtogpt.text.corpus import read_text
-from femtogpt.text.tokenizer import (ASCII_CHARS, BYTE_TO_CHAR, KINDS, RESERVED, UNK, _RESERVED_RE, TextTokenizer,
+from femtogpt.config import TOKENIZER_KINDS
+from femtogpt.text.tokenizer import (ASCII_CHARS, BYTE_TO_CHAR, RESERVED, UNK, _RESERVED_RE, TextTokenizer,
                                      TokenizerError, Warn, _byte_level, _lowercase_if)
 from femtogpt.text.tokenizer_files import default_tokenizer_json, load_tokenizer_file, parse_tokenizer_json
 
@@ -61,7 +62,7 @@ def build_tokenizer(kind: str, data_path=None, case_insensitive: bool = False, r
         tok = (load_tokenizer_file(data_path, case_insensitive) if data_path is not None
                else parse_tokenizer_json(default_tokenizer_json(), "the shipped tokenizer.json", case_insensitive))
     else:
-        raise TokenizerError(f"--tokenizer: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+        raise TokenizerError(f"--tokenizer: unknown kind {kind!r} (expected one of {', '.join(TOKENIZER_KINDS)})")
     return _with_reserved(tok, reserve_tokens)
 
 

@@ -1,5 +1,5 @@
 """The tokenizer: `TextTokenizer`, a Hugging Face `tokenizers.Tokenizer` plus our settings (a model file
-stores its `to_json()` and `meta()`), the kinds (`KINDS`: ascii, char, byte, bpe), the id dtype, and how
+stores its `to_json()` and `meta()`), the kinds (config.TOKENIZER_KINDS: ascii, char, byte, bpe), the id dtype, and how
 big texts are cut for parallel encoding.
 
 Not here: building one of each kind (text/build.py), reading tokenizer files (text/tokenizer_files.py),
@@ -26,7 +26,8 @@ from typing import Callable, Iterable
 import numpy as np
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
 
-KINDS = ("ascii", "char", "byte", "bpe")
+from femtogpt.config import TOKENIZER_KINDS
+
 UNK = "<unk>"
 RESERVED = "<|reserved_{:03d}|>"
 _RESERVED_RE = re.compile(r"<\|reserved_(\d{3,})\|>\Z")
@@ -88,8 +89,8 @@ class TextTokenizer:
     sequence only by id. Non-special added tokens are matched in text as usual."""
 
     def __init__(self, hf: Tokenizer, kind: str, case_insensitive: bool, notes: Iterable[str] = ()):
-        if kind not in KINDS:
-            raise TokenizerError(f"unknown tokenizer kind {kind!r} (expected one of {', '.join(KINDS)})")
+        if kind not in TOKENIZER_KINDS:
+            raise TokenizerError(f"unknown tokenizer kind {kind!r} (expected one of {', '.join(TOKENIZER_KINDS)})")
         hf.encode_special_tokens = True    # not saved in the JSON, so set on every load
         self.hf, self.kind, self.case_insensitive = hf, kind, bool(case_insensitive)
         self.notes = list(notes)           # one-line remarks from building, for the CLI to print

@@ -14,7 +14,9 @@ one Numba kernel then scales, masks, normalises and drops out each row. Forward 
 Every (batch, head) tile is computed on its own, so no result depends on the thread count.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from femtogpt.engine.runtime import kernel
 
 from femtogpt.engine.autograd import Function
 from femtogpt.engine.ops.dropout import kept
@@ -22,7 +24,7 @@ from femtogpt.engine.ops.fastmath import exp_minus_max
 from femtogpt.engine.ops.matmul import batched_gemm
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def _drop_row(Pd, P, bh, i, T, key, p, keep):
     # Pd[bh, i] = P[bh, i] with the dropped entries zeroed and the kept ones scaled by 1/(1-p)
     zero = keep - keep
@@ -30,7 +32,7 @@ def _drop_row(Pd, P, bh, i, T, key, p, keep):
         Pd[bh, i, j] = P[bh, i, j] * keep if kept(key, (bh * T + i) * T + j, p) else zero
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@kernel(parallel=True, fastmath={"reassoc", "contract"})
 def causal_softmax(S, Pd, key, p, scale, fast):
     # S: (BH, T, T) raw scores in, probabilities out (zero above the diagonal);
     # Pd: dropout(P) when p > 0 (unused otherwise); p, scale: S's dtype
@@ -57,7 +59,7 @@ def causal_softmax(S, Pd, key, p, scale, fast):
                 _drop_row(Pd, S, bh, i, T, key, p, keep)
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def dropped_probs(Pd, P, key, p):
     # Pd = dropout(P), the same mask as the forward's
     BH, T = P.shape[0], P.shape[1]
@@ -67,7 +69,7 @@ def dropped_probs(Pd, P, key, p):
             _drop_row(Pd, P, bh, i, T, key, p, keep)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@kernel(parallel=True, fastmath={"reassoc", "contract"})
 def causal_softmax_backward(dS, P, key, p, scale):
     # dS: (BH, T, T) holds d(dropout(P)) in and d(S) out, zero above the diagonal
     BH, T = P.shape[0], P.shape[1]

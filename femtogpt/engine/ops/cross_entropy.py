@@ -6,14 +6,16 @@ turns it into (softmax - onehot) * dloss / N in its own buffer. Targets < 0 are 
 neither in the sum nor in N), so a caller can pad.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from femtogpt.engine.runtime import kernel
 
 from femtogpt.engine.autograd import Function
 from femtogpt.engine.ops.fastmath import exp_minus_max
 from femtogpt.engine.ops.reduce import ROW_CHUNK, num_chunks, sum_partials
 
 
-@njit(cache=True, fastmath={"reassoc"})
+@kernel(fastmath={"reassoc"})
 def _rows_forward(losses, probs, logits, bias, targets, r0, r1, fast):
     # rows r0..r1 of the forward; a plain helper so its scratch is private to the calling task
     V = logits.shape[1]
@@ -33,7 +35,7 @@ def _rows_forward(losses, probs, logits, bias, targets, r0, r1, fast):
         losses[r] = np.log(s) + m - (logits[r, t] + bias[t]) if t >= 0 else 0.0
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def cross_entropy_forward(losses, probs, logits, bias, targets, fast, chunk):
     # logits, probs: (N, V); bias: (V,); targets: (N,) ints; losses: (N,) float64 per-row loss
     # (0 where the target is ignored); fast: the float32 vectorised exp
@@ -42,7 +44,7 @@ def cross_entropy_forward(losses, probs, logits, bias, targets, fast, chunk):
         _rows_forward(losses, probs, logits, bias, targets, k * chunk, min(N, (k + 1) * chunk), fast)
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def cross_entropy_backward(dlogits, dbias_part, probs, targets, scale, chunk):
     # dlogits = (probs - onehot) * scale for counted rows, 0 for ignored ones; dbias partials per chunk
     N, V = probs.shape

@@ -7,12 +7,12 @@ step's with `site_key`). There is no standalone dropout op: the fused kernels of
 (engine/ops/attention.py) and residual+LayerNorm (engine/ops/layernorm.py) apply `kept`/`keep_scale`.
 """
 import numpy as np
-from numba import njit
+from femtogpt.engine.runtime import kernel
 
 _MASK64 = (1 << 64) - 1
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def mix64(x):
     # splitmix64 finaliser: a bijective 64-bit mix with good avalanche
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -20,14 +20,14 @@ def mix64(x):
     return x ^ (x >> np.uint64(31))
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def kept(key, i, p):
     # does element i survive? u is uniform on [0, 1) with 24 bits, kept when u >= p
     h = mix64(np.uint64(key) + np.uint64(i) * np.uint64(0x9E3779B97F4A7C15))
     return np.float64(h >> np.uint64(40)) * (1.0 / 16777216.0) >= p
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def keep_scale(key, i, p, scale):
     # 1/(1-p) if element i survives, else 0
     return scale if kept(key, i, p) else 0.0

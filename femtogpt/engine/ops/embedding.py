@@ -4,14 +4,16 @@ forward: out[b*T + t] = table[ids[b, t]] + pe[t] (pe: (T, C) or an empty (0, C) 
 backward: dtable[v] = sum of dout rows whose id is v. Parallel over column blocks, each block walking
 the rows in order, so repeated ids never race and the sum order is fixed.
 """
-from numba import njit, prange
+from numba import prange
+
+from femtogpt.engine.runtime import kernel
 
 from femtogpt.engine.autograd import Function
 
 _COLS = 16  # columns per parallel task in backward
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def embedding_forward(out, ids, table, pe):
     # ids: (B, T) ints; table: (V, C); pe: (T, C) or (0, C); out: (B*T, C)
     B, T = ids.shape
@@ -23,7 +25,7 @@ def embedding_forward(out, ids, table, pe):
             out[r, c] = table[v, c] + pe[r % T, c] if use_pe else table[v, c]
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def embedding_backward(dtable, dout, ids, cols):
     # dtable: (V, C) written (zeroed here); dout: (B*T, C)
     B, T = ids.shape

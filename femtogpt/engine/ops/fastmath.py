@@ -6,7 +6,7 @@ one cache directory per hash of the kernel sources (femtogpt/engine/runtime.py),
 starts a fresh cache. With $NUMBA_CACHE_DIR set by hand, clear it after editing.
 """
 import numpy as np
-from numba import njit
+from femtogpt.engine.runtime import kernel
 
 _F = np.float32
 _LOG2E, _LN2, _LOW = _F(1.4426950408889634), _F(0.6931471805599453), _F(-125.0)
@@ -14,7 +14,7 @@ _C2, _C3, _C4, _C5, _C6, _C7 = (_F(1 / 2), _F(1 / 6), _F(1 / 24), _F(1 / 120), _
 _ONE, _HALF = _F(1.0), _F(0.5)
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def exp_shifted32(s, n, m, bits):
     """s[j] = exp(s[j] - m) for j < n where s[j] <= m (float32, relative error ~2e-7).
 
@@ -31,13 +31,13 @@ def exp_shifted32(s, n, m, bits):
         s[j] *= scaled[j]
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def _ordered(x):
     # int32 bits of a float32 -> an int32 with the same order as the floats (negatives flipped)
     return x ^ ((x >> np.int32(31)) & np.int32(0x7FFFFFFF))
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def exp_minus_max(s, n, bits, fast):
     """s[:n] = exp(s[:n] - max(s[:n])), the fast float32 exp when `fast`; returns the max.
     For float32 the max is taken over order-preserving integer keys of the bits: LLVM vectorises an

@@ -6,7 +6,9 @@ float32 uses a rational tanh (Eigen's, max error 3.4e-7, about 3 ulp) that the c
 libm's scalar tanh made this op the slowest of the step. float64 (gradchecks) uses the exact tanh.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from femtogpt.engine.runtime import kernel
 
 from femtogpt.engine.autograd import Function
 from femtogpt.engine.ops.reduce import ROW_CHUNK, num_chunks, sum_partials
@@ -20,7 +22,7 @@ _B0, _B2, _B4, _B6 = _F(4.89352518554385e-03), _F(2.26843463243900e-03), _F(1.18
 _K0, _K1, _HALF, _ONE, _THREE = _F(SQRT_2_OVER_PI), _F(0.044715), _F(0.5), _F(1.0), _F(3.0)
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def _tanh32(x):
     x = min(max(x, -_CLAMP), _CLAMP)
     x2 = x * x
@@ -29,20 +31,20 @@ def _tanh32(x):
     return p / q
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def _gelu_parts32(u):
     # (tanh term t, d/du of the tanh argument) in float32
     t = _tanh32(_K0 * (u + _K1 * u * u * u))
     return t, _K0 * (_ONE + _THREE * _K1 * u * u)
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def _gelu_parts64(u):
     t = np.tanh(SQRT_2_OVER_PI * (u + 0.044715 * u * u * u))
     return t, SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * u * u)
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@kernel(parallel=True, fastmath={"contract"})
 def bias_gelu_forward(out, h, bias, fast):
     # h, out: (N, C); bias: (C,); fast: float32 rational tanh
     N, C = h.shape
@@ -59,7 +61,7 @@ def bias_gelu_forward(out, h, bias, fast):
                 out[r, c] = 0.5 * u * (1.0 + t)
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def bias_gelu_backward(dh, dbias_part, dout, h, bias, fast, chunk):
     # dh: (N, C) written; dbias_part: (ceil(N / chunk), C) per-chunk partial sums of dh
     N, C = h.shape

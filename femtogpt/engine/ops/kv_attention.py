@@ -11,10 +11,12 @@ own slice of out, so results do not depend on threads. For one new row the calle
 runs it with numba.set_num_threads(1): NH tiny tasks are not worth a thread-pool round trip.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from femtogpt.engine.runtime import kernel
 
 
-@njit(cache=True)
+@kernel()
 def _row_head(out, qkv, k, v, i, h, p0, hs):
     qc = h * hs
     n = p0 + i + 1  # causal: keys 0..p0+i
@@ -45,7 +47,7 @@ def _row_head(out, qkv, k, v, i, h, p0, hs):
         out[i, qc + d] = o[d]
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def kv_attention_forward(out, qkv, k, v, p0, NH):
     # out: (n, C) written; qkv: (n, 3C); k, v: (T, C) with rows < p0 + n valid
     n, C = out.shape

@@ -7,7 +7,9 @@ after attention (a = normed input, b = heads @ proj_w, bias = proj_b, dropout on
 the head norm. Row statistics are accumulated in float64.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from femtogpt.engine.runtime import kernel
 
 from femtogpt.engine.autograd import Function
 from femtogpt.engine.ops.dropout import keep_scale
@@ -16,7 +18,7 @@ from femtogpt.engine.ops.reduce import ROW_CHUNK, num_chunks, sum_partials
 EPS = 1e-5
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def _normalize_row(out, x, mean, rstd, gamma, beta, r, eps):
     C = x.shape[1]
     m = 0.0
@@ -35,7 +37,7 @@ def _normalize_row(out, x, mean, rstd, gamma, beta, r, eps):
         out[r, c] = (x[r, c] - m) * s * gamma[c] + beta[c]
 
 
-@njit(inline="always", cache=True)
+@kernel(inline="always")
 def _row_backward(dx, dgamma_part, dbeta_part, dout, x, mean, rstd, gamma, r, k):
     # writes dx[r]; adds row r's share of dgamma/dbeta into the chunk partials [k]
     C = x.shape[1]
@@ -57,14 +59,14 @@ def _row_backward(dx, dgamma_part, dbeta_part, dout, x, mean, rstd, gamma, r, k)
         dx[r, c] = s * (dout[r, c] * gamma[c] - g_mean - xhat * gx_mean)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@kernel(parallel=True, fastmath={"reassoc"})
 def layernorm_forward(out, mean, rstd, x, gamma, beta, eps):
     # x, out: (N, C); gamma, beta: (C,); mean, rstd: (N,) saved for backward
     for r in prange(x.shape[0]):
         _normalize_row(out, x, mean, rstd, gamma, beta, r, eps)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@kernel(parallel=True, fastmath={"reassoc"})
 def layernorm_backward(dx, dgamma_part, dbeta_part, dout, x, mean, rstd, gamma, chunk):
     # dx: (N, C) written; d*_part: (ceil(N / chunk), C) per-chunk partial sums
     N, C = x.shape
@@ -76,7 +78,7 @@ def layernorm_backward(dx, dgamma_part, dbeta_part, dout, x, mean, rstd, gamma, 
             _row_backward(dx, dgamma_part, dbeta_part, dout, x, mean, rstd, gamma, r, k)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@kernel(parallel=True, fastmath={"reassoc"})
 def residual_layernorm_forward(out, resid, mean, rstd, a, b, bias, gamma, beta, eps, key, p):
     # resid = a + dropout(b + bias) is kept for backward; out = LayerNorm(resid); all (N, C)
     N, C = a.shape
@@ -90,7 +92,7 @@ def residual_layernorm_forward(out, resid, mean, rstd, a, b, bias, gamma, beta, 
         _normalize_row(out, resid, mean, rstd, gamma, beta, r, eps)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@kernel(parallel=True, fastmath={"reassoc"})
 def residual_layernorm_backward(da, db, dgamma_part, dbeta_part, dbias_part, dout, resid, mean,
                                 rstd, gamma, key, p, chunk):
     # da = dresid, db = dresid * mask / (1 - p); dbias sums db; all partials per row chunk

@@ -3,7 +3,9 @@
 Kernels that reduce over rows (bias and LayerNorm-gain gradients) write one partial sum per fixed
 chunk of ROW_CHUNK rows; `sum_partials` then adds the chunks in order, one column per iteration.
 """
-from numba import njit, prange
+from numba import prange
+
+from femtogpt.engine.runtime import kernel
 
 ROW_CHUNK = 64
 
@@ -12,7 +14,7 @@ def num_chunks(n_rows):
     return (n_rows + ROW_CHUNK - 1) // ROW_CHUNK
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def sum_partials(out, partial):
     # partial: (n_chunks, C) -> out: (C,), chunks added in index order
     n, C = partial.shape
@@ -23,7 +25,7 @@ def sum_partials(out, partial):
         out[c] = acc
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def column_sum_partials(partial, x, chunk):
     # x: (N, C) -> partial: (ceil(N / chunk), C); each chunk of rows summed by one iteration
     N, C = x.shape
@@ -42,7 +44,7 @@ def column_sum(out, x, scratch):
     return out
 
 
-@njit(parallel=True, cache=True)
+@kernel(parallel=True)
 def add_into(out, x):
     # out += x, elementwise (1-D)
     for i in prange(out.shape[0]):
