@@ -4,11 +4,18 @@ cache, experiment results) goes through `write_atomically`.
 A temp file beside the target (same directory, so the rename never crosses file systems), written,
 flushed and fsynced, renamed over the target, then the directory fsynced so the rename itself survives a
 crash. Readers see the old file or the new one, never a part. Not here: what goes into the file.
+
+A writer killed mid-save (kill -9, power loss) leaves its temp file, `.NAME.<8 hex digits>.tmp`;
+`remove_temp_files` deletes those of one file. It is not called from `write_atomically` itself: a temp
+of the same name pattern may be another process's save in progress (two runs writing one token cache,
+say), and deleting it would make that save fail. Only a writer that knows it is the file's only writer
+may call it: model files are saved under their writer's lock (io/lock.py, io/checkpoint.py).
 """
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -37,10 +44,10 @@ def write_atomically(path, content: Content) -> None:
     path = Path(path)
     if path.is_dir():
         raise AtomicWriteError(f"{path}: cannot save: it is a directory", errno.EISDIR, os.strerror(errno.EISDIR))
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path  # replace the file, keep the link
+    target = _target(path)
     directory = target.parent
     existed = target.exists()
-    tmp = directory / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    tmp = directory / f".{target.name}.{secrets.token_hex(4)}.tmp"  # matches _temp_pattern
     created = False
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)  # umask applies
@@ -72,6 +79,40 @@ def write_atomically(path, content: Content) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _target(path: Path) -> Path:
+    return Path(os.path.realpath(path)) if path.is_symlink() else path  # replace the file, keep the link
+
+
+def _temp_pattern(name: str):
+    return re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{8}}\.tmp")
+
+
+def temp_files(path) -> list:
+    """The temp files of `path` (beside the real file when `path` is a symlink) that saves killed
+    mid-write left behind, or that a save running right now is writing."""
+    target = _target(Path(path))
+    pattern = _temp_pattern(target.name)
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return []
+    return sorted(target.parent / name for name in names if pattern.fullmatch(name))
+
+
+def remove_temp_files(path) -> int:
+    """Delete the temp files of `path` left by killed saves; returns how many went. Call it only when no
+    other process can be saving `path` now (see the module docstring); files that cannot be removed
+    are left alone."""
+    removed = 0
+    for tmp in temp_files(path):
+        try:
+            os.unlink(tmp)
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def _write(f, content: Content) -> None:

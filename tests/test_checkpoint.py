@@ -25,7 +25,8 @@ from femtogpt.engine.params import Parameters
 from tests.fixture_paths import FORK_FIXTURES
 
 HP = Hyperparameters(vocab_size=7, num_tokens=4, embedding_degree=8, num_layers=1, num_heads=2)
-TOKENIZER = '{"version": "1.0", "model": {"type": "WordLevel", "vocab": {"a": 0, "b": 1}, "unk_token": "a"}}'
+TOKENIZER = ('{"version": "1.0", "model": {"type": "WordLevel", "vocab": {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4, '
+             '"f": 5, "g": 6}, "unk_token": "a"}}')  # 7 tokens: HP's vocab_size
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -41,7 +42,7 @@ def make_mf(seed=0, optimizer=True, hp=HP):
             L.new_log(L.TRAIN_STEP, step=0, loss=np.float32(2.5), elapsed_ms=17, lr=0.0),
             L.new_log(L.TRAIN_STEP, step=1, loss=2.25, elapsed_ms=18, lr=1e-5)]
     return ModelFile(hp=hp, tokenizer=TOKENIZER, tensors=params.named(), optimizer=opt, logs=logs,
-                     tokenizer_meta={"kind": "wordlevel", "lowercase": False},
+                     tokenizer_meta={"kind": "bpe", "lowercase": False},
                      train_state={"seed": seed, "data_cursor": 1234, "dataset_hash": "ff" * 16})
 
 
@@ -169,12 +170,16 @@ FORK = FORK_FIXTURES / "tiny_inserted.dat"
 
 
 def test_fork_model_logs_and_tensors_fit_the_file(tmp_path):
+    from femtogpt.io.fork_convert import convert_logs
     from femtogpt.io.fork_reader import read_fork_model
+    from femtogpt.text.tokenizer_files import from_fork_tokens
     fork = read_fork_model(FORK)
     h = fork.hyperparameters
     hp = Hyperparameters(vocab_size=h["vocab_size"], num_tokens=h["num_tokens"], embedding_degree=h["embedding_degree"],
                          num_layers=h["num_layers"], num_heads=h["num_heads"], pos_enc=fork.pos_enc)
-    mf = ModelFile(hp=hp, tokenizer=TOKENIZER, tensors=fork.tensors, logs=fork.logs)
+    tok = from_fork_tokens(fork.tokens, fork.unk_id, fork.case_sensitive)
+    mf = ModelFile(hp=hp, tokenizer=tok.to_json(), tokenizer_meta=tok.meta(), tensors=fork.tensors,
+                   logs=convert_logs(fork.logs))
     save_model_file(tmp_path / "f.dat", mf)
     assert_same(mf, load_model_file(tmp_path / "f.dat"))
 
@@ -495,6 +500,7 @@ def test_kill_9_during_saves_leaves_a_loadable_file(tmp_path):
     # a ~20 MB model saved over and over; SIGKILL at a random moment must leave the old or the new file
     path = tmp_path / "big.dat"
     code = """
+        import json
         import sys
         import numpy as np
         from femtogpt.io.model_file import ModelFile, save_model_file
@@ -503,9 +509,12 @@ def test_kill_9_during_saves_leaves_a_loadable_file(tmp_path):
         from femtogpt.io.model_file import tensor_shapes
         rng = np.random.default_rng(0)
         tensors = {n: rng.standard_normal(s, dtype=np.float32) for n, s in tensor_shapes(hp).items()}
+        tokenizer = json.dumps({"model": {"type": "WordLevel", "vocab": {str(i): i for i in range(1000)},
+                                          "unk_token": "0"}})
         for i in range(10**6):
             tensors["token_embedding"][0, 0] = i
-            save_model_file(sys.argv[1], ModelFile(hp=hp, tokenizer="{}", tensors=tensors, train_state={"i": i}))
+            save_model_file(sys.argv[1], ModelFile(hp=hp, tokenizer=tokenizer, tensors=tensors,
+                                                   train_state={"i": i}))
             print(i, flush=True)
     """
     rng = random.Random(1)

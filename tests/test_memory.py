@@ -35,3 +35,9 @@ def test_available_memory_honours_the_address_space_limit():
     limited = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0 < limited <= 3 << 30
     check_fits(model_bytes(HP, np.float32))  # a small model fits
+
+
+def test_sizes_read_well_at_every_scale():
+    from femtogpt.model.memory import gigabytes
+
+    assert [gigabytes(n) for n in (12e6, 37.2e9, 2.4e23)] == ["12 MB", "37.2 GB", "2.4e+14 GB"]

@@ -322,7 +322,7 @@ def test_encode_file_cached_is_exact_and_reused(tmp_path, monkeypatch):
     seen, warnings = [], []
     ids = encode_file_cached(tok, data, progress=lambda d, t: seen.append((d, t)), warn=warnings.append)
     assert ids.dtype == np.uint16 and list(ids) == list(tok.encode(read_text(data)))
-    assert seen[-1][0] == seen[-1][1] and len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    assert seen[-1][0] == seen[-1][1] and len(list((tmp_path / "cache").glob("*.ids.npz"))) == 1
     assert len(warnings) == 1 and "1 <unk>" in warnings[0]
     monkeypatch.setattr(TextTokenizer, "encode_large", lambda *a, **k: pytest.fail("cache not used"))
     again = encode_file_cached(tok, data, warn=warnings.append)
@@ -333,7 +333,7 @@ def test_encode_file_cached_is_exact_and_reused(tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setenv("FEMTOGPT_CACHE_DIR", str(tmp_path / "cache"))
     assert list(encode_file_cached(build_tokenizer("byte"), tmp_path / "dir")) == [97, 98, 99]
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+    assert len(list((tmp_path / "cache").glob("*.ids.npz"))) == 2
     assert T.id_dtype(65536) == np.uint16 and T.id_dtype(65537) == np.uint32
 
 

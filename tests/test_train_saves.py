@@ -184,3 +184,60 @@ def test_batch_offset_keys_batches_by_the_steps_of_this_run(monkeypatch):
     run_training(session, tokens, TrainOptions(steps=3, seed=0, batch_size=2, save_every=0, batch_offset=1000),
                  lambda: None, _Quiet())
     assert keys == [0, 1, 2, 1000, 1001, 1002] and session.step == 6
+
+
+# ---------------------------------------------------------------- issue 13: saves that stop half-way
+
+def test_no_step_no_save_and_no_second_save_of_the_same_step():
+    # stopped before the first step: nothing is saved (the file stays as it was)
+    session, tokens = small_session()
+    saves = []
+    result = run_training(session, tokens, TrainOptions(steps=5, seed=0, batch_size=2), lambda: saves.append(1),
+                          _Quiet(), should_stop=lambda: True)
+    assert result.stopped and result.steps == 0 and saves == [] and result.saved_step is None
+    # stopped just after a periodic save: that save holds the last step, no second one
+    session, tokens = small_session()
+    saves = []
+    result = run_training(session, tokens, TrainOptions(steps=10, seed=0, batch_size=2, save_every=3),
+                          lambda: saves.append(session.step), _Quiet(), should_stop=lambda: session.step >= 3)
+    assert result.stopped and saves == [3] and result.saved_step == 3 and result.steps == 3
+
+
+def test_twenty_kill_9s_during_saves_never_damage_the_file(tmp_path, monkeypatch):
+    # a real training process saving after every step, killed (SIGKILL) at random moments while a save
+    # is being written; the file always loads, and the next run removes the temp files the kills left
+    import os
+    import random
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from femtogpt.io.model_file import load_model_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.txt").write_text(generate_text("simple_dummy", 2000, seed=1))
+    run("init", "--num-tokens", 8, "--embedding-degree", 128, "--num-layers", 4, "--num-heads", 4, "--seed", 1)
+    is_temp = re.compile(r"\.model\.dat\.[0-9a-f]{8}\.tmp").fullmatch
+    temps = lambda: {p for p in os.listdir(tmp_path) if is_temp(p)}  # noqa: E731
+    rng, step, mid_save = random.Random(13), 0, 0
+    for _ in range(20):
+        stale = temps()
+        proc = subprocess.Popen([sys.executable, "-m", "femtogpt", "train", "--dataset", "d.txt", "--batch-size", "1",
+                                 "--save-every", "1", "--steps", "100000", "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not temps() - stale:  # wait for a save of this run to be on its way
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.0002)
+        time.sleep(rng.uniform(0.0, 0.15))  # within this save or one of the next few
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        mid_save += bool(temps() - stale)
+        saved = load_model_file(tmp_path / "model.dat").optimizer  # always a whole file
+        assert (saved["step"] if saved else 0) >= step
+        step = saved["step"] if saved else 0
+    assert mid_save >= 5 and step > 0  # many kills landed in the middle of writing a save, some saves completed
+    run("train", "--dataset", "d.txt", "--batch-size", 1, "--steps", 1, "--quiet")  # the next run
+    assert temps() == set() and sorted(p.name for p in tmp_path.iterdir()) == ["d.txt", "model.dat"]
+    assert load_model_file(tmp_path / "model.dat").optimizer["step"] == step + 1

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError
+from femtogpt.cli.common import MAX_STEPS, THREADS, UserError, check_output_path
 
 # the PyTorch reference lives in the repository (bench/torch_ref.py), not in the installed package
 DEFAULT_TORCH_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "torch_ref.py"
@@ -13,8 +13,10 @@ DEFAULT_TORCH_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "torch_re
 @click.command()
 @click.option("--config", "configs", multiple=True, type=click.Choice(["tiny", "small", "mid", "large"]),
               help="Configs to run (repeatable) [default: tiny, small, mid, large].")
-@click.option("--steps", type=click.IntRange(min=1), default=10, help="Timed steps after 3 warm-up steps.")
-@click.option("--threads", type=click.IntRange(min=1), default=2, help="Threads for both engines.")
+@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=10,
+              help="Timed steps after 3 warm-up steps.")
+@click.option("--threads", type=THREADS, default=2,
+              help="Threads for both engines, at most the CPUs this process may use.")
 @click.option("--torch", "with_torch", is_flag=True,
               help="Also run the PyTorch reference (needs `pip install torch==2.13.0`) and print ratios.")
 @click.option("--torch-script", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -24,6 +26,8 @@ DEFAULT_TORCH_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "torch_re
 @click.option("--out", type=click.Path(dir_okay=False), default="bench/results.json", help="JSON results file.")
 def bench(configs, steps, threads, with_torch, torch_script, profile, out):
     """Time training steps, generation, memory and start-up on the reference configs."""
+    check_output_path(out, "--out", make_folder=True)
+    from femtogpt.atomic import AtomicWriteError, write_atomically
     from femtogpt.tools.bench import FORK_SECONDS_PER_STEP, run_all
 
     script = None
@@ -60,8 +64,10 @@ def bench(configs, steps, threads, with_torch, torch_script, profile, out):
     results = run_all(configs or ("tiny", "small", "mid", "large"), steps=steps, threads=threads,
                       torch_script=script, on_result=show, profile=profile)
     click.echo(f"femtogpt --help starts in {results['startup_help_s'] * 1000:.0f} ms")
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(results, indent=2))
+    try:
+        write_atomically(out, json.dumps(results, indent=2))
+    except AtomicWriteError as exc:
+        raise UserError(str(exc)) from None
     click.echo(f"wrote {out}")
 
 

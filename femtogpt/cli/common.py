@@ -1,10 +1,12 @@
-"""Helpers shared by the command modules: one-line errors, the options several commands take, opening
-and saving model files, and reading a dataset's tokens.
+"""Helpers shared by the command modules: one-line errors, the options several commands take and the
+types of numeric flags (finite floats, seeds, thread counts, with their bounds), the checks made before
+any work (output paths, memory), opening and saving model files, and reading a dataset's tokens.
 
 A helper module, not a command module: it defines no commands. Like the command modules it imports only
 click and the standard library at module level; the library is imported inside the functions, so
 `femtogpt --help` never loads NumPy.
 """
+import math
 import os
 from pathlib import Path
 
@@ -41,6 +43,97 @@ class LibraryChoice(click.Choice):
         pass
 
 
+# ---------------------------------------------------------------- flag types and bounds
+# Every numeric flag has a type that refuses NaN and infinities, and a sane upper bound (or, for model
+# sizes and batch sizes, a memory check before any work: check_model_memory). tests/test_cli_flags.py
+# walks every command's options and holds them to it.
+
+MAX_STEPS = 10**9          # --steps, --warmup, --decay-steps, --save-every, ...: stored as 64-bit integers
+MAX_GENERATED = 10**7      # tokens generated in one go (infer --count, train --sample-len)
+MAX_VOCAB = 1_000_000      # --vocab-size, --reserve-tokens, --max-vocab: a vocabulary is at most this
+MAX_LIST = 10**9           # --limit, --top, --top-k: lines or tokens kept; any larger value keeps all
+SEED_MAX = 2**63 - 1       # seeds are 0..2**63-1 everywhere (NumPy refuses negative seeds; see SeedType)
+
+
+class FiniteFloat(click.FloatRange):
+    """A click.FloatRange that also refuses nan, inf and -inf. Click's own passes nan through every
+    range (each comparison with nan is false), and a NaN or infinite learning rate, temperature or
+    time spreads into every weight, sample or timer."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+class TemperatureType(FiniteFloat):
+    """A sampling temperature: 0 (greedy), or from 1e-6 to 100. Below 1e-6 logits / temperature can
+    overflow to inf (and the softmax to NaN); such a temperature is greedy in all but name."""
+
+    MIN_POSITIVE = 1e-6
+
+    def __init__(self, max=100.0):
+        super().__init__(0.0, max)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if 0 < number < self.MIN_POSITIVE:
+            self.fail(f"{number:g} is too small: use 0 for greedy sampling, or at least "
+                      f"{self.MIN_POSITIVE:g}.", param, ctx)
+        return number
+
+
+class SeedType(click.IntRange):
+    """A seed: an integer from 0 to 2**63-1. Negative seeds are refused, in every command alike:
+    NumPy's generators take only non-negative seeds, and a mapping of -1 onto some positive seed
+    would make two seeds silently give one result (Python's random already treats -N as N)."""
+
+    name = "seed"
+
+    def __init__(self):
+        super().__init__(0, SEED_MAX)
+
+    def convert(self, value, param, ctx):
+        number = click.INT.convert(value, param, ctx)
+        if not 0 <= number <= SEED_MAX:
+            self.fail(f"{number} is not a seed: use an integer from 0 to 2**63-1 (negative seeds are "
+                      f"refused).", param, ctx)
+        return number
+
+    def _describe_range(self):
+        return "0<=x<2**63"
+
+
+def usable_cpus():
+    """The CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class ThreadCount(click.IntRange):
+    """--threads: at least 1; more than the CPUs this process may run on is capped to them, with a
+    note on stderr (OpenMP asked for 100,000 threads crashed the process)."""
+
+    def __init__(self):
+        super().__init__(min=1)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        cpus = usable_cpus()
+        if number > cpus:
+            click.echo(f"note: --threads {number}: this process may run on {cpus} CPU"
+                       f"{'s' if cpus > 1 else ''}; using {cpus}", err=True)
+            number = cpus
+        return number
+
+
+SEED = SeedType()
+THREADS = ThreadCount()
+
+
 TOKENIZER_KINDS = LibraryChoice("femtogpt.config:TOKENIZER_KINDS")
 POS_ENCODINGS = LibraryChoice("femtogpt.config:POS_ENCODINGS")
 TOY_TASKS = LibraryChoice("femtogpt.tasks.toy_data:TASKS")
@@ -67,9 +160,78 @@ def same_file(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def check_new_file(path, force):
-    if Path(path).exists() and not force:
+def check_output_path(path, flag, force=None, inputs=(), make_folder=False):
+    """Check, before any work, that a command may write `path` (given as `flag`), or fail with one line.
+
+    The path must not be one of `inputs` ((what, path) pairs, what e.g. "the --parent file": the files
+    the command reads), nor a directory; its folder must exist (make_folder: create it), be a directory
+    and be writable.
+    force: the command's --force (an existing file, or a symlink to a missing one, is then written;
+    without it both are refused); None for commands without --force, which replace an existing file
+    as they always have but refuse a dangling symlink.
+    """
+    where = f"{flag} {path}"
+    p = Path(path)
+    for what, input_path in inputs:
+        if input_path is not None and same_file(path, input_path):
+            raise UserError(f"{where} is {what} itself; choose another name")
+    target = p
+    if p.is_symlink() and not p.exists():
+        if not force:
+            hint = ("pass --force to write through it" if force is not None
+                    else "remove it or choose another name")
+            raise UserError(f"{where} is a symlink to {os.readlink(p)}, which does not exist; {hint}")
+        target = Path(os.path.realpath(p))
+    elif p.is_dir():
+        raise UserError(f"{where} is a directory; give a file name")
+    elif p.exists() and force is False:
         raise UserError(f"{path} already exists; pass --force to overwrite it")
+    folder = target.parent
+    if make_folder:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{where}: cannot create the directory {folder}: {exc.strerror or exc}") from None
+    if not folder.exists():
+        raise UserError(f"{where}: the directory {folder} does not exist")
+    if not folder.is_dir():
+        raise UserError(f"{where}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{where}: the directory {folder} is not writable")
+
+
+def check_model_memory(hp, batch_size, what, dropout=False, loaded=False, hint=""):
+    """Fail with one line, before anything is allocated, when training `hp` at `batch_size` needs more
+    memory than this process may use (model/memory.py). loaded: the parameters and AdamW's moments
+    are already in memory (count only what a step adds)."""
+    from femtogpt.model.memory import ModelTooLarge, check_fits, model_bytes, training_bytes
+
+    needed = training_bytes(hp, batch_size, dropout=dropout)
+    if hp.pos_enc == "absolute":
+        needed += hp.num_tokens * hp.embedding_degree * 20  # the sinusoid table and its float temporaries
+    if loaded:
+        needed -= model_bytes(hp)
+    try:
+        check_fits(needed, what)
+    except ModelTooLarge as exc:
+        raise UserError(f"{exc}{hint}") from None
+
+
+def check_new_model_memory(hp, hint="", default_batch=32):
+    """For commands that write a new model (init, init-with, insert-layer): refuse, before it is built,
+    a model that could not even be trained at batch 1 here (its parameters, AdamW and one window's
+    activations); note on stderr when training it at the default batch would not fit."""
+    from femtogpt.model.memory import ModelTooLarge, check_fits, gigabytes, training_bytes
+
+    shape = (f"T {hp.num_tokens}, E {hp.embedding_degree}, L {hp.num_layers}, H {hp.num_heads}, "
+             f"V {hp.vocab_size}")
+    check_model_memory(hp, 1, f"training this model ({shape}) even at batch 1", hint=hint)
+    try:
+        check_fits(training_bytes(hp, default_batch))
+    except ModelTooLarge:
+        click.echo(f"note: training this model at --batch-size {default_batch} needs about "
+                   f"{gigabytes(training_bytes(hp, default_batch))}, more than this machine has available: "
+                   "train it with a smaller --batch-size", err=True)
 
 
 def open_checkpoint(path):
@@ -104,9 +266,9 @@ def tokenizer_options(func):
                      help="char: a text file or directory; bpe: a tokenizer JSON or a JSON array of tokens."),
         click.option("--case-sensitive/--case-insensitive", default=True,
                      help="--case-insensitive lowercases text before encoding."),
-        click.option("--reserve-tokens", type=click.IntRange(min=0), default=0,
+        click.option("--reserve-tokens", type=click.IntRange(0, MAX_VOCAB), default=0,
                      help="Append N reserved special tokens <|reserved_000|>... to the vocabulary."),
-        click.option("--max-vocab", type=click.IntRange(min=2), default=None,
+        click.option("--max-vocab", type=click.IntRange(2, MAX_VOCAB), default=None,
                      help="char: keep at most this many tokens (most frequent characters first)."),
     ]
     for option in reversed(options):
@@ -142,4 +304,15 @@ def load_dataset_tokens(tokenizer, dataset, show_progress):
     try:
         return encode_file_cached(tokenizer, dataset, progress=show_progress)
     except TokenizerError as exc:
+        raise UserError(str(exc)) from None
+
+
+def lock_model_file(path, command):
+    """Hold the writer's lock of model file `path` until the command ends (femtogpt/io/lock.py): a
+    second writer of the same file is refused with one line naming the holder; readers take no lock."""
+    from femtogpt.io.lock import LockError, model_lock
+
+    try:
+        click.get_current_context().with_resource(model_lock(path, command))
+    except LockError as exc:
         raise UserError(str(exc)) from None

@@ -5,38 +5,59 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import TOY_TASKS, UserError, save_checkpoint, use_engine
+from femtogpt.cli.common import (SEED, TOY_TASKS, FiniteFloat, UserError, check_output_path,
+                                 save_checkpoint, use_engine)
+from femtogpt.cli.common import lock_model_file
+
+MAX_SIZE = 10_000_000  # dummy-data --size: 200 times the largest default; about 160 MB of text
 
 
 @click.command(name="dummy-data")
 @click.argument("name", type=TOY_TASKS)
-@click.option("--seed", type=int, default=None, help="Seed [default: random].")
-@click.option("--size", type=click.IntRange(min=1), default=None,
+@click.option("--seed", type=SEED, default=None,
+              help="Seed (negative seeds are refused; the reference's Python script reads -N as N) "
+                   "[default: random].")
+@click.option("--size", type=click.IntRange(1, MAX_SIZE), default=None,
               help="In the generator's unit (words, lines, attempts, groups) [default: the reference's].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file [default: stdout].")
 def dummy_data(name, seed, size, out):
     """Generate one of the fork's toy datasets (reference §7)."""
+    if out is not None:
+        check_output_path(out, "--out")
+    from femtogpt.atomic import AtomicWriteError, write_atomically
     from femtogpt.tasks.toy_data import file_text
 
     text = file_text(name, size, seed)  # byte for byte what the reference's script prints
     if out is None:
         click.echo(text, nl=False)
     else:
-        Path(out).write_text(text)
+        try:
+            write_atomically(out, text)
+        except AtomicWriteError as exc:
+            raise UserError(str(exc)) from None
         click.echo(f"Wrote {len(text):,} characters to {out}", err=True)
 
 
 @click.command()
 @click.option("--dir", "workdir", type=click.Path(file_okay=False), default="femtogpt-demo",
               help="Where the demo writes its dataset and model.")
-@click.option("--seconds", type=click.FloatRange(min=1.0), default=60.0, help="Training time budget.")
-@click.option("--seed", type=int, default=0, help="Seed for data, init and training.")
+@click.option("--seconds", type=FiniteFloat(1.0, 86_400.0), default=60.0, help="Training time budget.")
+@click.option("--seed", type=SEED, default=0,
+              help="Seed for data, init and training (negative seeds are refused).")
 def demo(workdir, seconds, seed):
     """The first thing to run: make toy data, init a small model, train it ~1 minute, sample.
 
     Writes DIR/dataset.txt (simple_dummy words like "jakogi;") and DIR/model.dat, which the other
     commands can then use (try `femtogpt info --model DIR/model.dat`).
     """
+    out = Path(workdir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--dir {workdir}: cannot create it: {exc.strerror or exc}") from None
+    for name in ("dataset.txt", "model.dat"):
+        check_output_path(out / name, "--dir")
+    lock_model_file(out / "model.dat", "demo")
     use_engine()
     from femtogpt.config import Hyperparameters
     from femtogpt.train.progress import TrainDisplay
@@ -47,8 +68,6 @@ def demo(workdir, seconds, seed):
     from femtogpt.train.loop import TrainOptions, run_training
     from femtogpt.train.precompile import warm_up
 
-    out = Path(workdir)
-    out.mkdir(parents=True, exist_ok=True)
     dataset, model_path = out / "dataset.txt", out / "model.dat"
     text = generate_text("simple_dummy", None, seed) + "\n"
     dataset.write_text(text)

@@ -1,7 +1,7 @@
 """`export`: the weights as plain tensors (safetensors or NumPy .npz) for use outside femtogpt."""
 import click
 
-from femtogpt.cli.common import UserError, check_new_file, model_option, open_checkpoint, same_file
+from femtogpt.cli.common import UserError, check_output_path, model_option, open_checkpoint
 
 
 @click.command()
@@ -19,9 +19,7 @@ def export(model_path, out_path, fmt, force):
     from femtogpt.io.export import export as write_export
 
     fmt = fmt or ("npz" if out_path.lower().endswith(".npz") else "safetensors")
-    if same_file(out_path, model_path):
-        raise UserError(f"--out {out_path} is the model file itself; choose another name")
-    check_new_file(out_path, force)
+    check_output_path(out_path, "--out", force, inputs=[("the model file", model_path)])
     ckpt = open_checkpoint(model_path)
     try:
         count, size = write_export(ckpt, out_path, fmt)

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError, check_new_file, save_checkpoint
+from femtogpt.cli.common import UserError, check_output_path, save_checkpoint
+from femtogpt.cli.common import lock_model_file
 
 
 @click.command(name="import-fork")
@@ -17,7 +18,8 @@ def import_fork(fork_file, output, force):
     from femtogpt.io.logs import TRAIN_STEP
     from femtogpt.text.tokenizer import TokenizerError
 
-    check_new_file(output, force)
+    check_output_path(output, "OUTPUT", force, inputs=[("the fork file", fork_file)])
+    lock_model_file(output, "import-fork")
     if not Path(fork_file).exists():
         raise UserError(f"{fork_file}: no such file")
     from femtogpt.io.fork_convert import session_from_fork

@@ -5,8 +5,10 @@ module level (`femtogpt --help` must not load the engine).
 """
 import click
 
-from femtogpt.cli.common import (UserError, build_tokenizer_from_flags, check_new_file, open_checkpoint,
-                                 same_file, save_checkpoint, tokenizer_options)
+from femtogpt.cli.common import (MAX_LIST, SEED, UserError, build_tokenizer_from_flags,
+                                 check_new_model_memory, check_output_path, open_checkpoint, same_file,
+                                 save_checkpoint, tokenizer_options)
+from femtogpt.cli.common import lock_model_file
 
 
 def _layer_patterns(names):
@@ -33,7 +35,8 @@ def _layer_patterns(names):
               help="Context length T of the child [default: the parent's].")
 @click.option("--keep-shared-tokens", is_flag=True,
               help="Also copy the embedding row and output column of every token both vocabularies share.")
-@click.option("--seed", type=int, default=None, help="Seed for the fresh tensors [default: random].")
+@click.option("--seed", type=SEED, default=None,
+              help="Seed for the fresh tensors (negative seeds are refused) [default: random].")
 @click.option("--force", is_flag=True, help="Overwrite an existing child file.")
 def init_with(parent, child, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab,
               num_tokens, keep_shared_tokens, seed, force):
@@ -44,9 +47,16 @@ def init_with(parent, child, tokenizer, tokenizer_data, case_sensitive, reserve_
     optimizer. E, L, H and the positional encoding come from the parent; T may change. The child's
     logs keep the parent's history, so `compare PARENT CHILD` sees the lineage.
     """
-    check_new_file(child, force)
+    check_output_path(child, "--child", force, inputs=[("the --parent file", parent),
+                                                  ("the --tokenizer-data file", tokenizer_data)])
+    lock_model_file(child, "init-with")
     parent_ckpt = open_checkpoint(parent)
     tok = build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab)
+    from dataclasses import replace
+
+    check_new_model_memory(replace(parent_ckpt.hp, vocab_size=tok.vocab_size,
+                                   num_tokens=num_tokens or parent_ckpt.hp.num_tokens),
+                           "; choose a smaller --num-tokens or a smaller vocabulary")
     from femtogpt.growth.surgery import init_with as do_init_with
 
     try:
@@ -83,7 +93,8 @@ def init_with(parent, child, tokenizer, tokenizer_data, case_sensitive, reserve_
                    "random: the reference's init.")
 @click.option("--reset-optimizer", is_flag=True,
               help="Drop the optimizer state (the reference does): warm-up restarts from lr 0.")
-@click.option("--seed", type=int, default=None, help="Seed for the new layer's random draws [default: random].")
+@click.option("--seed", type=SEED, default=None,
+              help="Seed for the new layer's random draws (negative seeds are refused) [default: random].")
 @click.option("--force", is_flag=True, help="Overwrite an existing --output other than --input.")
 def insert_layer(input_path, output_path, index, init, reset_optimizer, seed, force):
     """Grow a model by one layer at --insert-at.
@@ -92,12 +103,15 @@ def insert_layer(input_path, output_path, index, init, reset_optimizer, seed, fo
     The optimizer moments of every moved tensor move with it and the step is kept (no warm-up
     restart); the new layer's moments start at zero. The logs record InsertLayer.
     """
-    if not same_file(input_path, output_path):
-        check_new_file(output_path, force)
+    check_output_path(output_path, "--output", force or same_file(input_path, output_path))
+    lock_model_file(output_path, "insert-layer")  # the input too, when it is the same file
     ckpt = open_checkpoint(input_path)
     L = ckpt.hp.num_layers
     if index > L:
         raise UserError(f"--insert-at {index}: {input_path} has {L} layers; use 0..{L} ({L} appends)")
+    from dataclasses import replace
+
+    check_new_model_memory(replace(ckpt.hp, num_layers=L + 1))
     from femtogpt.growth.surgery import insert_layer as do_insert
 
     grown, report = do_insert(ckpt, index, init=init, seed=seed, reset_optimizer=reset_optimizer)
@@ -128,19 +142,26 @@ def _model_file_or_fork(path):
     try:
         return load_model_file(Path(path))
     except ModelFileError as ours:
-        from femtogpt.io.fork_convert import session_from_fork
-        from femtogpt.io.fork_reader import ForkFileError
+        from femtogpt.io.fork_convert import session_from_fork_model
+        from femtogpt.io.fork_reader import ForkFileError, read_fork_model
+        from femtogpt.text.tokenizer import TokenizerError
 
+        if not ours.foreign:
+            raise                 # a femtogpt model file, damaged or invalid: say what is wrong with it
         try:
-            return session_from_fork(path).to_model_file()
-        except (ForkFileError, KeyError, ValueError, OSError):
+            fork = read_fork_model(path)
+        except ForkFileError:
             raise ours from None  # neither kind: report it as a femtogpt file
+        try:
+            return session_from_fork_model(fork, str(path)).to_model_file()
+        except (ForkFileError, TokenizerError) as exc:
+            raise UserError(str(exc)) from None  # a fork file, but one that does not hold up
 
 
 @click.command()
 @click.argument("model_a", type=click.Path(dir_okay=False))
 @click.argument("model_b", type=click.Path(dir_okay=False))
-@click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("--limit", type=click.IntRange(0, MAX_LIST), default=10, show_default=True,
               help="Lines per section (tensors, tokens); 0: all. Also applies to --json.")
 @click.option("--reverse", is_flag=True, help="Most similar first instead of least similar.")
 @click.option("--by-name", is_flag=True,

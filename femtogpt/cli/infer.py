@@ -9,26 +9,35 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError, load_dataset_tokens, model_option, open_checkpoint, use_engine
+from femtogpt.cli.common import (MAX_GENERATED, MAX_LIST, SEED, FiniteFloat, TemperatureType, UserError,
+                                 check_model_memory, load_dataset_tokens, model_option, open_checkpoint,
+                                 use_engine)
 
 
 @click.command()
 @model_option()
 @click.argument("prompt", required=False, default="")
-@click.option("--count", type=click.IntRange(min=0), default=100, help="Tokens to generate.")
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.8,
-              help="Logits are divided by this; 0 = greedy.")
-@click.option("--top-k", type=click.IntRange(min=0), default=0, help="Keep the k most likely tokens (0: off).")
-@click.option("--top-p", type=click.FloatRange(0.0, 1.0, min_open=True), default=1.0,
+@click.option("--count", type=click.IntRange(0, MAX_GENERATED), default=100, help="Tokens to generate.")
+@click.option("--temperature", type=TemperatureType(), default=0.8,
+              help="Logits are divided by this; 0 = greedy, else at least 1e-6.")
+@click.option("--top-k", type=click.IntRange(0, MAX_LIST), default=0,
+              help="Keep the k most likely tokens (0: off).")
+@click.option("--top-p", type=FiniteFloat(0.0, 1.0, min_open=True), default=1.0,
               help="Keep the smallest set of tokens with this much probability (1: off).")
-@click.option("--seed", type=int, default=None, help="Seed for sampling [default: random].")
+@click.option("--seed", type=SEED, default=None,
+              help="Seed for sampling (negative seeds are refused) [default: random].")
 @click.option("--prompt-file", type=click.Path(dir_okay=False), default=None,
               help="Read the prompt from this UTF-8 file instead of PROMPT.")
-def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_file):
+@click.option("--window", type=click.Choice(["half", "slide"]), default="half", show_default=True,
+              help="When the context window of T tokens is full: half (the default, femtogpt's rule so "
+                   "far) keeps its newest T/2 tokens and goes on, about one batched position per token; "
+                   "slide drops only the oldest token, the Rust fork's rule, at the cost of a full "
+                   "forward of T tokens per new token.")
+def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_file, window):
     """Print PROMPT followed by a sampled continuation, streamed as it is generated.
 
     Order: logits / temperature, then top-k, then top-p, then sample. A prompt longer than the
-    context keeps its last tokens; the context slides when full.
+    context keeps its last tokens; when the context is full it is cut as --window says.
     """
     if prompt_file is not None:
         if prompt:
@@ -41,10 +50,14 @@ def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_fil
     use_engine()
     from femtogpt.model.generate import empty_prompt_start, generate
     from femtogpt.text.stream import StreamDecoder
+    from femtogpt.text.tokenizer import TokenizerError
 
     tok = ckpt.tokenizer
-    prompt_ids = [int(i) for i in tok.encode(prompt)]
-    unknown = tok.count_unknown(prompt) if tok.unk_id is not None else 0
+    try:
+        prompt_ids = [int(i) for i in tok.encode(prompt)]
+        unknown = tok.count_unknown(prompt) if tok.unk_id is not None else 0
+    except TokenizerError as exc:
+        raise UserError(f"--model {model_path}: its tokenizer cannot encode the prompt: {exc}") from None
     if unknown:
         click.echo(f"warning: {unknown} character(s) of the prompt are not in the vocabulary (<unk>)", err=True)
     start_id = None if prompt_ids else empty_prompt_start(tok)
@@ -58,14 +71,16 @@ def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_fil
             sys.stdout.flush()
 
     generate(ckpt.model, prompt_ids, count, temperature=temperature, top_k=top_k, top_p=top_p,
-             seed=seed, on_token=on_token, start_id=start_id)
+             seed=seed, on_token=on_token, start_id=start_id,
+             keep=ckpt.hp.num_tokens if window == "slide" else None)
     click.echo(stream.flush())
 
 
 @click.command(name="eval")
 @model_option()
 @click.option("--dataset", required=True, type=click.Path(), help="A text file or directory to evaluate on.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Windows per forward pass.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32,
+              help="Windows per forward pass (checked against this machine's memory first).")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"loss\": ..., \"tokens\": ...}.")
 def eval_cmd(model_path, dataset, batch_size, as_json):
     """Mean cross-entropy over a dataset, in consecutive windows covering it once."""
@@ -78,6 +93,9 @@ def eval_cmd(model_path, dataset, batch_size, as_json):
     tokens = load_dataset_tokens(ckpt.tokenizer, dataset, sys.stdout.isatty() and not as_json)
     if len(tokens) < 2:
         raise UserError(f"--dataset {dataset}: has {len(tokens)} token(s); need at least 2")
+    windows = -(-(len(tokens) - 1) // ckpt.hp.num_tokens)  # a batch is at most the dataset's windows
+    check_model_memory(ckpt.hp, min(batch_size, windows), f"--batch-size {batch_size}: evaluating "
+                       f"{model_path}", loaded=True, hint="; try a smaller --batch-size")
     loss, count = evaluate_tokens(ckpt.model, tokens, batch_size=batch_size)
     if as_json:
         click.echo(json.dumps({"loss": loss, "tokens": int(count), "dataset": str(dataset)}))

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from femtogpt.cli.common import UserError, model_option
+from femtogpt.cli.common import MAX_LIST, UserError, model_option
 
 
 @click.command()
@@ -28,7 +28,7 @@ def info(model_path, as_json):
 
 @click.command()
 @model_option()
-@click.option("--limit", type=click.IntRange(min=0), default=10, help="How many of the last losses.")
+@click.option("--limit", type=click.IntRange(0, MAX_LIST), default=10, help="How many of the last losses.")
 def loss(model_path, limit):
     """Print the last training losses from the model's logs, one per line."""
     from femtogpt.io.info import training_losses

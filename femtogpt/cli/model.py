@@ -4,16 +4,23 @@ Each command parses its flags, calls the library and prints; heavy modules are i
 command bodies so `femtogpt --help` stays instant. Expected failures become one `Error:` line. Running
 a model (infer, eval) is cli/infer.py; reading its record (info, loss) is cli/info.py.
 """
+import functools
 import math
+import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import (POS_ENCODINGS, UserError, build_tokenizer_from_flags, check_new_file,
-                                 load_dataset_tokens, model_option, open_checkpoint, save_checkpoint,
-                                 tokenizer_options, use_engine)
+from femtogpt.cli.common import (MAX_GENERATED, MAX_STEPS, POS_ENCODINGS, SEED, THREADS, FiniteFloat,
+                                 UserError, build_tokenizer_from_flags, check_model_memory,
+                                 check_new_model_memory, check_output_path, load_dataset_tokens,
+                                 model_option, open_checkpoint, save_checkpoint, tokenizer_options,
+                                 use_engine)
+from femtogpt.cli.common import lock_model_file
 
 
 def _warn(msg):
@@ -36,18 +43,23 @@ def make_hyperparameters(vocab_size, num_tokens, embedding_degree, num_layers, n
 @tokenizer_options
 @click.option("--positional-encoding", "pos_enc", type=POS_ENCODINGS, default="absolute",
               help="Fixed sinusoidal table added to the embeddings (absolute), or none.")
-@click.option("--num-tokens", type=click.IntRange(min=1), default=80, help="Context length T.")
+@click.option("--num-tokens", type=click.IntRange(min=1), default=80,
+              help="Context length T. Sizes are checked against this machine's memory before anything "
+                   "is built.")
 @click.option("--embedding-degree", type=click.IntRange(min=1), default=80, help="Embedding size E.")
 @click.option("--num-layers", type=click.IntRange(min=1), default=4, help="Layers L.")
 @click.option("--num-heads", type=click.IntRange(min=1), default=4, help="Attention heads H (E % H == 0).")
-@click.option("--seed", type=int, default=None, help="Seed for the init and, later, training [default: random].")
+@click.option("--seed", type=SEED, default=None,
+              help="Seed for the init and, later, training (negative seeds are refused) [default: random].")
 @click.option("--force", is_flag=True, help="Overwrite an existing model file.")
 def init(model_path, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab, pos_enc,
          num_tokens, embedding_degree, num_layers, num_heads, seed, force):
     """Create a new model file with the reference's random init."""
-    check_new_file(model_path, force)
+    check_output_path(model_path, "--model", force, inputs=[("the --tokenizer-data file", tokenizer_data)])
+    lock_model_file(model_path, "init")
     tok = build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab)
     hp = make_hyperparameters(tok.vocab_size, num_tokens, embedding_degree, num_layers, num_heads, pos_enc)
+    check_new_model_memory(hp, "; choose a smaller --num-tokens, --embedding-degree or --num-layers")
     from femtogpt.io.checkpoint import create
 
     ckpt = create(hp, tok, seed)
@@ -56,58 +68,186 @@ def init(model_path, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, 
                f"({tok.summary()}) in {model_path}")
 
 
-class _StopFlag:
-    """First Ctrl-C asks the loop to stop after this step; a second one aborts at once."""
+def _learning_rate_floor(lr, min_lr):
+    """--min-lr, at most --lr: refused when both were given; lowered to --lr (with a note) when only
+    --lr was, since the schedule would otherwise run at the floor, above the peak asked for."""
+    if min_lr <= lr:
+        return min_lr
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("min_lr") == click.core.ParameterSource.DEFAULT:
+        click.echo(f"note: --min-lr lowered to --lr {lr:g} (its default, {min_lr:g}, is above it)", err=True)
+        return lr
+    raise UserError(f"--min-lr {min_lr:g} is above --lr {lr:g}: the floor must not exceed the peak")
+
+
+def _check_training_memory(model_path, batch_size, dropout):
+    """Refuse, before the model is loaded, a --batch-size this machine cannot train the model at. A
+    file that cannot be read is left to open_checkpoint to report."""
+    from femtogpt.io.model_file import ModelFileError, peek_header
+
+    try:
+        hp = peek_header(model_path)["hyperparameters"]
+    except ModelFileError:
+        return
+    check_model_memory(hp, batch_size, f"--batch-size {batch_size}: training {model_path}",
+                       dropout=dropout > 0, hint="; try a smaller --batch-size")
+
+
+class _Interrupts:
+    """Ctrl-C during `train`, from its first line to its last. Before the loop runs it stops at once
+    (nothing is written before the first step); while the loop runs, the first asks it to stop after the
+    current step and save, a second aborts at once. `outcome` says in one line what the file then holds:
+    saves are tracked, a save cut short included (the file's inode tells whether the rename happened).
+
+    A KeyboardInterrupt raised where Python cannot pass it on (inside a ctypes callback from LLVM while
+    Numba compiles, or a __del__) is swallowed as "unraisable": the hook below drops its report and
+    sends the signal again a moment later, until it lands where it can stop the command."""
 
     def __init__(self):
-        self.requested = False
+        self.phase = "starting"  # then "training", then "done"
+        self.requested = False   # a first Ctrl-C while training
+        self.stopping = None     # when a KeyboardInterrupt was sent on its way up (time.monotonic())
+        self.checkpoint, self.start_step, self.saved_step = None, 0, None
+        self._previous = self._unraisable = None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):  # an ignored SIGINT stays so
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._unraisable, sys.unraisablehook = sys.unraisablehook, self._on_unraisable
 
-    def __call__(self, signum, frame):
-        if self.requested:
+    def _on_sigint(self, signum, frame):
+        if self.phase == "training" and not self.requested:
+            self.requested = True
+            click.echo("\nStopping after this step and saving (Ctrl-C again to abort without saving)...",
+                       err=True)
+            return
+        if self.stopping is None or time.monotonic() - self.stopping > 1.0:  # else one is on its way up
+            self.stopping = time.monotonic()
             raise KeyboardInterrupt
-        self.requested = True
-        click.echo("\nStopping after this step and saving (Ctrl-C again to abort without saving)...",
-                   err=True)
+
+    def _on_unraisable(self, unraisable):
+        if self.stopping is None or not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            return self._unraisable(unraisable)
+        self.stopping = None  # swallowed on its way: deliver it again
+        threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    def restore(self, exiting=False):
+        """Give SIGINT back; or, when the command exits because of a Ctrl-C, ignore the next ones: the
+        outcome has been said, and one more Ctrl-C must not turn exit code 130 into a death by signal."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN if exiting else self._previous)
+            sys.unraisablehook = self._unraisable
+
+    def training(self, checkpoint):
+        self.phase, self.checkpoint, self.start_step = "training", checkpoint, checkpoint.step
+
+    def save(self, checkpoint, path):
+        step, before = checkpoint.step, _file_identity(path)
+        try:
+            save_checkpoint(checkpoint, path)
+            self.saved_step = step
+        except KeyboardInterrupt:
+            if _file_identity(path) != before:  # the new file had been renamed into place
+                self.saved_step = step
+            raise
+
+    def outcome(self, path):
+        """One line: what was interrupted and what `path` holds now."""
+        ckpt = self.checkpoint
+        if ckpt is None:
+            return f"Interrupted before training started; {path} is unchanged."
+        done, saved = ckpt.step - self.start_step, self.saved_step
+        if saved is None:
+            if done == 0:
+                return f"Aborted before the first step finished; {path} is unchanged."
+            return f"Aborted without saving; {path} is unchanged and this run's {done} step(s) are lost."
+        if saved == ckpt.step:
+            verb = "Interrupted" if self.phase == "done" else "Aborted"
+            return f"{verb} after saving step {saved}; {path} holds every step of this run."
+        return (f"Aborted without saving the last {ckpt.step - saved} step(s); {path} holds step {saved}, "
+                f"its last save.")
+
+
+def _file_identity(path):
+    try:
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+    except OSError:
+        return None
+
+
+def _interruptible(command):
+    """Give `command` an `interrupts` argument (an _Interrupts, installed for the whole body) and turn a
+    Ctrl-C anywhere in it into its one-line outcome and exit code 130."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        interrupts = _Interrupts()
+        exiting = True
+        try:
+            result = command(*args, interrupts=interrupts, **kwargs)
+            exiting = interrupts.requested
+            return result
+        except KeyboardInterrupt:
+            interrupts.stopping = math.inf  # further Ctrl-Cs wait: the outcome is being said
+            line = interrupts.outcome(kwargs["model_path"])
+            click.echo(("\n" if sys.stderr.isatty() else "") + line, err=True)  # past the ^C on a terminal
+            sys.exit(130)
+        except SystemExit as exc:  # sys.exit(130) after a Ctrl-C that the loop finished and saved
+            exiting = exc.code == 130
+            raise
+        except BaseException:
+            exiting = interrupts.requested
+            raise
+        finally:
+            interrupts.restore(exiting)
+
+    return run
 
 
 @click.command()
 @model_option()
 @click.option("--dataset", default="dataset.txt", show_default=True, type=click.Path(),
               help="A text file, or a directory of text files.")
-@click.option("--steps", type=click.IntRange(min=1), default=100_000, help="Steps in this invocation.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Windows of T+1 tokens per step.")
-@click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
+@click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=100_000, help="Steps in this invocation.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32,
+              help="Windows of T+1 tokens per step (checked against this machine's memory first).")
+@click.option("--dropout", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.0,
               help="Dropout on attention probabilities and after each attention projection.")
-@click.option("--lr", type=click.FloatRange(min=0.0), default=1e-3, help="Peak learning rate.")
-@click.option("--min-lr", type=click.FloatRange(min=0.0), default=1e-5, help="Learning-rate floor.")
-@click.option("--warmup", type=click.IntRange(min=0), default=100, help="Linear warm-up steps from 0.")
-@click.option("--decay-steps", type=click.IntRange(min=1), default=50_000, help="Linear decay steps after warm-up.")
-@click.option("--seed", type=int, default=None, help="Seed for batches and dropout [default: the file's seed].")
-@click.option("--save-every", type=click.IntRange(min=0), default=100,
+@click.option("--lr", type=FiniteFloat(0.0, 10.0), default=1e-3, help="Peak learning rate.")
+@click.option("--min-lr", type=FiniteFloat(0.0, 10.0), default=1e-5, help="Learning-rate floor (at most --lr).")
+@click.option("--warmup", type=click.IntRange(0, MAX_STEPS), default=100, help="Linear warm-up steps from 0.")
+@click.option("--decay-steps", type=click.IntRange(1, MAX_STEPS), default=50_000,
+              help="Linear decay steps after warm-up.")
+@click.option("--seed", type=SEED, default=None,
+              help="Seed for batches and dropout (negative seeds are refused) [default: the file's seed].")
+@click.option("--save-every", type=click.IntRange(0, MAX_STEPS), default=100,
               help="Save every N steps (0: by time and at the end only).")
-@click.option("--save-minutes", type=click.FloatRange(min=0.0), default=10.0, show_default=True,
+@click.option("--save-minutes", type=FiniteFloat(0.0, 1e6), default=10.0, show_default=True,
               help="Also save when this many minutes have passed since the last save (0: off).")
 @click.option("--keep-best", is_flag=True,
               help="Also save MODEL.best.dat (the model's name with .best) at every new lowest validation "
                    "loss; needs --val-fraction.")
-@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
+@click.option("--val-fraction", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.0,
               help="Hold out this tail fraction of the dataset for validation.")
-@click.option("--eval-every", type=click.IntRange(min=0), default=0,
+@click.option("--eval-every", type=click.IntRange(0, MAX_STEPS), default=0,
               help="Validation loss every N steps (needs --val-fraction; default 100 when it is set).")
-@click.option("--sample-every", type=click.IntRange(min=0), default=0,
+@click.option("--sample-every", type=click.IntRange(0, MAX_STEPS), default=0,
               help="Print a sample from the model every N steps (0: never).")
-@click.option("--sample-len", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--sample-len", type=click.IntRange(1, MAX_GENERATED), default=100, show_default=True,
               help="Tokens per sample.")
 @click.option("--quiet", is_flag=True, help="No progress lines (samples, validation and the final line still print).")
 @click.option("--reset-optimizer", is_flag=True, help="Drop the optimizer state first (warm-up restarts).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Worker threads [default: one per physical core].")
+@click.option("--threads", type=THREADS, default=None,
+              help="Worker threads, at most the CPUs this process may use [default: one per physical core].")
+@_interruptible
 def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, decay_steps, seed,
           save_every, save_minutes, keep_best, val_fraction, eval_every, sample_every, sample_len, quiet,
-          reset_optimizer, threads):
+          reset_optimizer, threads, interrupts):
     """Train the model on a dataset, resuming exactly from the file's state.
 
     \b
     Ctrl-C once: finish the current step, save, exit 130. Twice: abort without saving.
+    Before the first step, Ctrl-C stops at once and leaves the file unchanged.
+    Another process writing the same model file meanwhile is refused.
     The same --seed gives the same result whether run in one go or split across invocations.
     """
     use_engine(threads)  # Numba's threads for this run (at most its pool); GEMMs follow, BLAS stays on one
@@ -116,6 +256,11 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     if keep_best and not val_fraction:
         raise UserError("--keep-best needs --val-fraction: the best model is the one with the lowest "
                         "validation loss")
+    min_lr = _learning_rate_floor(lr, min_lr)
+    if Path(model_path).exists():
+        check_output_path(model_path, "--model", force=True)  # its saves must be able to land
+    _check_training_memory(model_path, batch_size, dropout)
+    lock_model_file(model_path, "train")  # held from before loading to after the last save
     ckpt = open_checkpoint(model_path)
     from femtogpt.config import OptimizerConfig
     from femtogpt.text.fingerprint import dataset_fingerprint
@@ -139,6 +284,7 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     best_path, best_loss = None, math.inf
     if keep_best:
         best_path = best_file_path(model_path)
+        lock_model_file(best_path, "train")
         try:
             best_loss = previous_best_loss(best_path, ckpt.logs, dataset_info["dataset_hash"], val_fraction,
                                            note=click.echo)
@@ -151,31 +297,30 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
                f"dataset {dataset}: {len(tokens):,} tokens; {batch_size}x{hp.num_tokens} tokens per step; "
                f"{numba.get_num_threads()} threads")
     warm_up(spinner=live)
-    stop = _StopFlag()
-    previous = signal.signal(signal.SIGINT, stop)
     display = TrainDisplay(steps, ckpt.step, batch_size * hp.num_tokens, live=live, quiet=quiet)
+    interrupts.training(ckpt)
     try:
-        result = run_training(ckpt, tokens, options, lambda: save_checkpoint(ckpt, model_path),
-                              display, should_stop=lambda: stop.requested, dataset_info=dataset_info,
+        result = run_training(ckpt, tokens, options, lambda: interrupts.save(ckpt, model_path),
+                              display, should_stop=lambda: interrupts.requested, dataset_info=dataset_info,
                               save_best=best_path and (lambda: save_best(ckpt, best_path, warn=_warn)),
                               best_loss=best_loss)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    except KeyboardInterrupt:
-        click.echo("Aborted without saving.", err=True)
-        sys.exit(130)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    interrupts.phase = "done"
     if result.failure:
         raise UserError(f"{result.failure}; stopped, and {model_path} keeps the last good weights "
                         f"(step {ckpt.step}). Try a lower --lr.")
-    click.echo(f"Saved {model_path} at step {ckpt.step} (loss {result.last_loss:.4f}).")
+    if result.stopped and not result.steps:
+        click.echo(f"Interrupted before training started; {model_path} is unchanged.", err=True)
+        sys.exit(130)
+    click.echo(("Stopped (Ctrl-C). " if result.stopped else "") +
+               f"Saved {model_path} at step {ckpt.step} (loss {result.last_loss:.4f}).")
     if best_path is not None:
         if result.best_step is not None:
             click.echo(f"Best validation loss {result.best_loss:.4f} at step {result.best_step}: saved in {best_path}.")
         elif math.isfinite(best_loss):
             click.echo(f"No validation loss below {best_path}'s {best_loss:.4f}; it is unchanged.")
-    if result.stopped:
+    if result.stopped or interrupts.requested:
         sys.exit(130)
 
 
@@ -183,6 +328,7 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
 @model_option()
 def reset_optimizer(model_path):
     """Drop the optimizer state (moments and step); the next train restarts warm-up."""
+    lock_model_file(model_path, "reset-optimizer")
     ckpt = open_checkpoint(model_path)
     had = ckpt.optimizer is not None
     ckpt.reset_optimizer()

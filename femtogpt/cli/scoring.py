@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import TOY_TASKS, UserError, open_checkpoint, use_engine
+from femtogpt.cli.common import (MAX_LIST, SEED, TOY_TASKS, TemperatureType, UserError,
+                                 check_output_path, open_checkpoint, use_engine)
+
+MAX_SAMPLES = 100_000  # score --samples: 500 times the largest default
 
 
 def _pct(x):
@@ -47,11 +50,12 @@ def print_report(r):
 @click.option("--task", required=True, type=TOY_TASKS, help="The toy dataset the model was trained on.")
 @click.option("--model", "model_path", default="model.dat", show_default=True,
               type=click.Path(dir_okay=False), help="Model file.")
-@click.option("--samples", type=click.IntRange(min=1), default=None,
+@click.option("--samples", type=click.IntRange(1, MAX_SAMPLES), default=None,
               help="Prompts (words for simple_dummy) [default: 100; simple_sequence 40; simple_dummy 200].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prompts and of sampling.")
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=None,
-              help="0 = greedy [default: 0; 1 for simple_dummy, which needs variety].")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the prompts and of sampling (negative seeds are refused).")
+@click.option("--temperature", type=TemperatureType(), default=None,
+              help="0 = greedy, else at least 1e-6 [default: 0; 1 for simple_dummy, which needs variety].")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 def score(task, model_path, samples, seed, temperature, as_json):
     """Score a model on a toy task: does its output follow the generator's pattern?
@@ -75,7 +79,12 @@ def score(task, model_path, samples, seed, temperature, as_json):
     if missing and tok.unk_id is not None and tok.count_unknown(missing):
         raise UserError(f"--model {model_path}: its tokenizer cannot encode the {task} characters "
                         f"{missing!r}; was it trained on {task}?")
-    result = {"model": str(model_path), **run_task(ckpt.model, tok, task, samples, seed, temperature)}
+    from femtogpt.text.tokenizer import TokenizerError
+
+    try:
+        result = {"model": str(model_path), **run_task(ckpt.model, tok, task, samples, seed, temperature)}
+    except TokenizerError as exc:
+        raise UserError(f"--model {model_path}: its tokenizer failed on the {task} prompts: {exc}") from None
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -87,7 +96,7 @@ def score(task, model_path, samples, seed, temperature, as_json):
               help="A model file; repeat to draw several on one picture.")
 @click.option("--out", default="loss.png", show_default=True, type=click.Path(dir_okay=False),
               help="The PNG to write.")
-@click.option("--smooth", "smooth_window", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--smooth", "smooth_window", type=click.IntRange(1, MAX_LIST), default=1, show_default=True,
               help="Moving average over this many steps (training loss only).")
 @click.option("--title", default=None, help="Picture title [default: the file names].")
 def plot(models, out, smooth_window, title):
@@ -95,6 +104,7 @@ def plot(models, out, smooth_window, title):
 
     Needs matplotlib: pip install 'femtogpt[plot]'.
     """
+    check_output_path(out, "--out", inputs=[("a --model file", path) for path in models])
     from femtogpt.io.model_file import ModelFileError, peek_header
     from femtogpt.tools.plotting import PlotUnavailable, plot_models
 

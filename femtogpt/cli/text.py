@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError
+from femtogpt.cli.common import MAX_LIST, MAX_VOCAB, UserError, check_output_path
 
 
 def _warn(msg):
@@ -25,9 +25,9 @@ def _size(chars):
 @click.command("train-bpe")
 @click.option("--dataset", default="dataset.txt", show_default=True, type=click.Path(path_type=Path),
               help="Corpus: a text file, or a directory whose files are all read.")
-@click.option("--vocab-size", default=768, show_default=True, type=click.IntRange(min=256),
+@click.option("--vocab-size", default=768, show_default=True, type=click.IntRange(256, MAX_VOCAB),
               help="Tokens to learn, the 256 byte tokens included (reserved tokens come on top).")
-@click.option("--reserve-tokens", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--reserve-tokens", default=0, show_default=True, type=click.IntRange(0, MAX_VOCAB),
               help="Append N special tokens <|reserved_000|>, ... to fill in later without touching a model's tensors.")
 @click.option("--case-sensitive/--case-insensitive", default=True, show_default=True,
               help="--case-insensitive lowercases the text before encoding.")
@@ -49,8 +49,7 @@ def train_bpe(dataset, vocab_size, reserve_tokens, case_sensitive, output):
     from femtogpt.text.corpus import read_text
     from femtogpt.text.tokenizer import TokenizerError
 
-    if not output.parent.is_dir():
-        raise UserError(f"--tokenizer-data {output}: the directory {output.parent} does not exist")
+    check_output_path(output, "--tokenizer-data", inputs=[("the --dataset file", dataset)])
     try:
         text = read_text(dataset, _warn)
         click.echo(f"train-bpe: {_size(len(text))} from {dataset}, vocabulary {vocab_size}")
@@ -63,15 +62,20 @@ def train_bpe(dataset, vocab_size, reserve_tokens, case_sensitive, output):
     seconds = time.perf_counter() - start
     if note:
         click.echo(f"note: {note}")
-    write_atomic(output, tok.to_json())
+    try:
+        write_atomic(output, tok.to_json())
+    except OSError as exc:  # AtomicWriteError (a full or read-only disk) is one line; the old file is kept
+        raise UserError(str(exc)) from None
     click.echo(f"wrote {output}: {tok.summary()} (trained in {seconds:.1f} s)")
 
 
 def _load_tokenizer(path: Path):
     """A tokenizer JSON (ours, Hugging Face, a JSON array of strings) or a femtogpt model file, read and
-    verified (checksum included) by io/model_file.py."""
-    from femtogpt.io.model_file import ModelFileError, load_model_file, peek_header
-    from femtogpt.text.tokenizer import TextTokenizer, TokenizerError
+    verified by the one validated loader (io/model_file.py: checksum, version, every field; then its
+    tokenizer checked against vocab_size, io/checkpoint.py)."""
+    from femtogpt.io.checkpoint import model_tokenizer
+    from femtogpt.io.model_file import ModelFileError, load_model_file
+    from femtogpt.text.tokenizer import TokenizerError
     from femtogpt.text.tokenizer_files import parse_tokenizer_json
 
     try:
@@ -84,18 +88,23 @@ def _load_tokenizer(path: Path):
     try:
         if head[:1] in ("{", "["):
             return parse_tokenizer_json(path.read_bytes().decode("utf-8"), str(path))
-        try:
-            mf = load_model_file(path)
-        except ModelFileError as exc:
-            try:
-                peek_header(path)           # a femtogpt header: the file is ours, but damaged
-            except ModelFileError:
-                raise UserError(f"--model {path}: neither a tokenizer JSON nor a femtogpt model file "
-                                "(a Rust fork .dat must be imported first)") from None
-            raise UserError(f"--model {exc}") from None
-        return TextTokenizer.from_json(mf.tokenizer, mf.tokenizer_meta or {})
-    except (TokenizerError, UnicodeDecodeError) as exc:
-        raise UserError(f"--model {path}: {exc}") from None
+        return model_tokenizer(load_model_file(path))
+    except ModelFileError as exc:
+        if exc.foreign:
+            raise UserError(f"--model {path}: neither a tokenizer JSON nor a femtogpt model file "
+                            "(a Rust fork .dat must be imported first)") from None
+        raise UserError(f"--model {exc}") from None      # ours, but damaged or invalid: it names the file
+    except TokenizerError as exc:
+        raise UserError(f"--model {exc}") from None      # it names the file
+    except UnicodeDecodeError:
+        raise UserError(f"--model {path}: not a tokenizer JSON (not UTF-8 text)") from None
+
+
+def _shown(token: str) -> str:
+    # quoted as JSON (spaces and \n visible); what JSON leaves raw (DEL, C1 controls, bidi overrides) escaped
+    from femtogpt.text.printable import printable
+
+    return "".join(c if c == "\\" else printable(c) for c in json.dumps(token, ensure_ascii=False))
 
 
 @click.command("count-tokens")
@@ -104,7 +113,7 @@ def _load_tokenizer(path: Path):
 @click.option("--dataset", default="dataset.txt", show_default=True, type=click.Path(path_type=Path),
               help="A text file, or a directory whose files are all read.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: every token's id, count, rank and text, and the total.")
-@click.option("--top", type=click.IntRange(min=0), default=None, help="List only the N most frequent tokens.")
+@click.option("--top", type=click.IntRange(0, MAX_LIST), default=None, help="List only the N most frequent tokens.")
 def count_tokens(model_path, dataset, as_json, top):
     """Count how often each token occurs in a dataset, most frequent first.
 
@@ -121,7 +130,10 @@ def count_tokens(model_path, dataset, as_json, top):
         text = read_text(dataset, _warn)
     except TokenizerError as exc:
         raise UserError(f"--dataset {exc}") from None
-    ids = tok.encode_large(text)
+    try:
+        ids = tok.encode_large(text)
+    except TokenizerError as exc:
+        raise UserError(f"--model {model_path}: {exc}") from None
     counts = np.bincount(ids, minlength=tok.vocab_size)
     order = np.lexsort((np.arange(tok.vocab_size), -counts))       # count descending, then id
     shown = order if top is None else order[:top]
@@ -130,12 +142,11 @@ def count_tokens(model_path, dataset, as_json, top):
     unknown = int(counts[tok.unk_id]) if tok.unk_id is not None else 0
     if as_json:
         click.echo(json.dumps({"tokenizer": tok.summary(), "vocab_size": tok.vocab_size, "total": len(ids),
-                               "unknown": unknown, "tokens": rows}, ensure_ascii=False, indent=1))
+                               "unknown": unknown, "tokens": rows}, indent=1))   # ASCII: nothing raw
         return
     click.echo(f"{'rank':>6} {'id':>7} {'count':>12}  token")
     for row in rows:
-        text_repr = json.dumps(row["token"], ensure_ascii=False)   # quotes make spaces and \n visible
-        click.echo(f"{row['rank']:>6} {row['id']:>7} {row['count']:>12,}  {text_repr}")
+        click.echo(f"{row['rank']:>6} {row['id']:>7} {row['count']:>12,}  {_shown(row['token'])}")
     unk = f", {unknown:,} <unk>" if tok.unk_id is not None else ""
     click.echo(f"total: {len(ids):,} tokens ({tok.summary()}{unk})")
 

@@ -8,6 +8,9 @@ different shapes compare on the tensors present in both with equal shapes and li
 insert-layer, layers are matched through the history (A's layer 1 is B's layer 2 after an insertion
 at 1), not by name; all-zero tensors give "n/a" (None), not NaN; token embeddings of two different
 vocabularies are compared on the tokens both spell the same.
+
+Log fields and token strings come from the files: the sentences escape them (text/printable.py), and
+both tokenizers are rebuilt and checked against their model's vocab_size before anything is compared.
 """
 from dataclasses import asdict, dataclass, field
 
@@ -15,6 +18,7 @@ import numpy as np
 
 from femtogpt.growth.surgery import layer_of, rename_layer, shared_token_pairs
 from femtogpt.io.logs import EVAL, INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, TRAIN_SESSION, TRAIN_STEP
+from femtogpt.text.printable import printable
 
 TRAINING_KINDS = (TRAIN_SESSION, TRAIN_STEP, EVAL)  # everything else after a divergence is an "event"
 
@@ -56,15 +60,18 @@ def lineage(logs_a, logs_b):
 
 
 def describe_event(log):
+    """A log after the shared history in a few words; what comes from the file is escaped."""
     kind = log.get("kind")
     if kind == INSERT_LAYER:
-        return f"insert-layer at {log.get('index')}" + (f" ({log['init']})" if log.get("init") else "")
+        init = log.get("init")
+        return f"insert-layer at {log.get('index')}" + (f" ({printable(init, 40)})" if init else "")
     if kind == RESET_OPTIMIZER:
         return "reset-optimizer"
     if kind == INIT_WITH:
-        vocab = (log.get("hyperparameters") or {}).get("vocab_size")
-        return "init-with" + (f" (a new vocabulary of {vocab} tokens)" if vocab else "")
-    return str(kind)
+        hp = log.get("hyperparameters")
+        vocab = hp.get("vocab_size") if isinstance(hp, dict) else None
+        return "init-with" + (f" (a new vocabulary of {printable(vocab, 20)} tokens)" if vocab else "")
+    return printable(kind, 40)
 
 
 def lineage_sentences(lin, a, b):
@@ -152,9 +159,12 @@ class Comparison:
 
 def compare_models(mf_a, mf_b, tok_a=None, tok_b=None, reverse=False, align_layers=True):
     """Compare two ModelFiles (tokenizers are rebuilt from the files when not given). Lists are sorted
-    by cosine ascending (descending with reverse), n/a last; nothing is cut to a limit here."""
-    from femtogpt.text.tokenizer import TextTokenizer
+    by cosine ascending (descending with reverse), n/a last; nothing is cut to a limit here. A tokenizer
+    whose size is not its model's vocab_size is a ModelFileError naming the file."""
+    from femtogpt.io.checkpoint import model_tokenizer
 
+    tok_a = tok_a or model_tokenizer(mf_a)
+    tok_b = tok_b or model_tokenizer(mf_b)
     lin = lineage(mf_a.logs, mf_b.logs)
     hp_a, hp_b = mf_a.hp.to_dict(), mf_b.hp.to_dict()
     hp_diff = {k: [hp_a[k], hp_b[k]] for k in hp_a if hp_a[k] != hp_b.get(k)}
@@ -188,11 +198,9 @@ def compare_models(mf_a, mf_b, tok_a=None, tok_b=None, reverse=False, align_laye
     if E_a != E_b or H_a != H_b:
         notes.append("token embeddings not compared: the embedding sizes or head counts differ")
     else:
-        tok_a = tok_a or TextTokenizer.from_json(mf_a.tokenizer, mf_a.tokenizer_meta)
         if mf_a.tokenizer == mf_b.tokenizer and mf_a.hp.vocab_size == mf_b.hp.vocab_size:
             pairs = [(i, i) for i in range(mf_a.hp.vocab_size)]
         else:
-            tok_b = tok_b or TextTokenizer.from_json(mf_b.tokenizer, mf_b.tokenizer_meta)
             pairs = shared_token_pairs(tok_b, tok_a)  # (A's id, B's id) of tokens spelled the same
             notes.append(f"the vocabularies differ: token embeddings compared on the {len(pairs)} tokens "
                          f"both spell the same")

@@ -2,8 +2,10 @@
 
 `Checkpoint` is what the commands work on: `assemble` is the one place one is put together (create,
 from_model_file, fork import and layer insertion all call it), `create` builds a fresh one (the
-reference init), `load` reads and validates a model file, `save` writes it atomically. Conversions
-between the file's reference-named tensors and the engine's flat buffers happen here and nowhere else.
+reference init), `load` reads and validates a model file (then checks that the model fits in memory and
+that its tokenizer has vocab_size tokens, before anything is built), `save` writes it atomically.
+Conversions between the file's reference-named tensors and the engine's flat buffers happen here and
+nowhere else.
 """
 import secrets
 from dataclasses import dataclass, field
@@ -11,13 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
+from femtogpt.atomic import remove_temp_files
+from femtogpt.io.lock import holds as holds_lock
 from femtogpt.io.logs import INIT, RESET_OPTIMIZER, new_log
-from femtogpt.io.model_file import ModelFile, load_model_file, save_model_file
+from femtogpt.io.model_file import ModelFile, ModelFileError, load_model_file, save_model_file
 from femtogpt.config import Hyperparameters, OptimizerConfig
 from femtogpt.model.gpt import GPT
 from femtogpt.engine.optim import AdamW
 from femtogpt.engine.params import Parameters, named_views
-from femtogpt.text.tokenizer import TextTokenizer
+from femtogpt.model.memory import ModelTooLarge, check_fits, model_bytes
+from femtogpt.text.tokenizer import TextTokenizer, TokenizerError
 
 
 @dataclass
@@ -64,6 +69,10 @@ class Checkpoint:
                          train_state=dict(self.train_state))
 
     def save(self, path):
+        """Write the model file atomically. Under this process's writer's lock of `path` (io/lock.py),
+        first delete the temp files that killed saves of it left: no other writer can be mid-save."""
+        if holds_lock(path):
+            remove_temp_files(path)
         save_model_file(Path(path), self.to_model_file())
 
 
@@ -91,12 +100,36 @@ def create(hp, tokenizer, seed=None):
     return assemble(hp, params, tokenizer, [new_log(INIT, hyperparameters=hp.to_dict(), seed=seed)], {"seed": seed})
 
 
+def build_bytes(hp, optimizer=True):
+    """Bytes that building a Checkpoint of hp allocates, and generating from it: the parameters and their
+    gradients, AdamW's moments, the position table (with its float temporaries) and a KV cache."""
+    TE = hp.num_tokens * hp.embedding_degree
+    table = 5 * TE * 4 if hp.pos_enc == "absolute" else 0
+    return (model_bytes(hp, optimizer=optimizer) + model_bytes(hp, optimizer=False) + table
+            + 2 * hp.num_layers * TE * 4)
+
+
+def model_tokenizer(mf):
+    """The tokenizer a validated ModelFile stores, rebuilt; it must have exactly vocab_size tokens (the
+    embedding's rows). Any problem is a one-line ModelFileError naming the file."""
+    try:
+        return TextTokenizer.from_json(mf.tokenizer, mf.tokenizer_meta, vocab_size=mf.hp.vocab_size)
+    except TokenizerError as e:
+        raise ModelFileError(f"{mf.source or 'the model file'}: {e}") from None
+
+
 def from_model_file(mf):
-    """A Checkpoint from a validated ModelFile (tensors copied into the flat buffers)."""
+    """A Checkpoint from a validated ModelFile (tensors copied into the flat buffers), after checking
+    that it fits in memory and that its tokenizer matches vocab_size (ModelFileError, one line)."""
+    try:
+        check_fits(build_bytes(mf.hp, mf.optimizer is not None))
+    except ModelTooLarge as e:
+        raise ModelFileError(f"{mf.source or 'the model file'}: {e}") from None
+    tokenizer = model_tokenizer(mf)
     params = Parameters(mf.hp).load(mf.tensors)
-    tokenizer = TextTokenizer.from_json(mf.tokenizer, mf.tokenizer_meta)
     return assemble(mf.hp, params, tokenizer, mf.logs, mf.train_state, mf.optimizer)
 
 
 def load(path):
+    """Read and validate a model file and build its Checkpoint; any defect is one ModelFileError line."""
     return from_model_file(load_model_file(Path(path)))

@@ -5,12 +5,18 @@ Log fields are renamed to ours (TrainStep avg_loss/elapsed -> loss/elapsed_ms, p
 step it ended and the reference schedule's lr at it). The fork's tokenizer becomes a Hugging Face
 Unigram over the same strings: for character vocabularies (every fixture) it encodes exactly as the
 fork; for the fork's "BPE" vocabularies it picks the fewest tokens where the fork matched greedily.
+
+Before anything is allocated the hyperparameters are held to the file, as for our own files: as many
+tensors as they call for (Python ints, before a name is built), each of the shape they call for, as many
+tokens as vocab_size, and a model that fits in memory; any defect is one ForkFileError line.
 """
 from femtogpt.config import Hyperparameters, OptimizerConfig
 from femtogpt.engine.params import Parameters, reference_names
-from femtogpt.io.checkpoint import assemble
-from femtogpt.io.fork_reader import read_fork_model
+from femtogpt.io.checkpoint import assemble, build_bytes
+from femtogpt.io.fork_reader import ForkFileError, read_fork_model
 from femtogpt.io.logs import INIT, INSERT_LAYER, RESET_OPTIMIZER, TRAIN_SESSION, TRAIN_STEP
+from femtogpt.io.model_schema import check_count, tensor_shapes
+from femtogpt.model.memory import check_fits
 from femtogpt.text.tokenizer_files import from_fork_tokens
 
 
@@ -36,15 +42,48 @@ def convert_logs(fork_logs, schedule=OptimizerConfig()):
     return logs
 
 
+def checked_hyperparameters(fork, name):
+    """The fork model's Hyperparameters, held to its own tensors and tokens (see the module docstring)."""
+    h = fork.hyperparameters
+    try:
+        hp = Hyperparameters(vocab_size=h["vocab_size"], num_tokens=h["num_tokens"],
+                             embedding_degree=h["embedding_degree"], num_layers=h["num_layers"],
+                             num_heads=h["num_heads"], pos_enc=fork.pos_enc).validate()
+        if h["head_size"] != hp.head_size:
+            raise ValueError(f"head_size is {h['head_size']}, expected {hp.head_size} (embedding_degree / num_heads)")
+        check_count(fork.tensors, hp, "tensor")       # before a name is built
+        _check_shapes(fork.tensors, tensor_shapes(hp), "tensor")
+        if fork.optimizer_state:
+            _check_shapes(fork.optimizer_state, {f"{n}_{key}": s for n, s in tensor_shapes(hp).items()
+                                                 for key in ("m", "v")}, "optimizer state")
+        if len(fork.tokens) != hp.vocab_size:
+            raise ValueError(f"the tokenizer has {len(fork.tokens)} tokens but vocab_size is {hp.vocab_size}")
+        check_fits(build_bytes(hp, bool(fork.optimizer_state)))
+    except ValueError as e:            # a bad value, a schema defect, ModelTooLarge: all one line
+        raise ForkFileError(f"{name}: {e}") from None
+    return hp
+
+
+def _check_shapes(arrays, shapes, what):
+    missing = [n for n in shapes if n not in arrays]
+    if missing:
+        raise ValueError(f"the {what} has no {missing[0]}" + (f" (and {len(missing) - 1} more missing)"
+                                                              if len(missing) > 1 else ""))
+    for n, shape in shapes.items():
+        if arrays[n].shape != shape:
+            raise ValueError(f"{what} {n} has shape {list(arrays[n].shape)}, expected {list(shape)}")
+
+
 def session_from_fork(path):
     """Read a fork .dat file (ForkFileError on any defect) and build the equivalent Checkpoint."""
-    fork = read_fork_model(path)
-    h = fork.hyperparameters
-    hp = Hyperparameters(vocab_size=h["vocab_size"], num_tokens=h["num_tokens"],
-                         embedding_degree=h["embedding_degree"], num_layers=h["num_layers"],
-                         num_heads=h["num_heads"], pos_enc=fork.pos_enc).validate()
+    return session_from_fork_model(read_fork_model(path), str(path))
+
+
+def session_from_fork_model(fork, name):
+    """The Checkpoint of a ForkModel read from the file `name` (ForkFileError when it does not hold up)."""
+    hp = checked_hyperparameters(fork, name)
+    tokenizer = from_fork_tokens(fork.tokens, fork.unk_id, fork.case_sensitive, name=name)
     params = Parameters(hp).load(fork.tensors)
-    tokenizer = from_fork_tokens(fork.tokens, fork.unk_id, fork.case_sensitive, name=str(path))
     optimizer = None
     if fork.optimizer_state:
         optimizer = {"step": fork.optimizer_step,

@@ -8,14 +8,15 @@ from pathlib import Path
 from femtogpt.io.log_summary import describe, summarize_logs
 from femtogpt.io.logs import TRAIN_STEP
 from femtogpt.io.model_file import load_model_file
+from femtogpt.text.printable import printable
 
 
 def model_summary(path):
     """Hyperparameters, parameter count, optimizer step, tokenizer, and the logs summarised by
-    run. Raises ModelFileError for a file that does not load."""
+    run, as JSON-ready values. Raises ModelFileError for a file that does not load."""
     mf = load_model_file(Path(path))
     steps = [log for log in mf.logs if log.get("kind") == TRAIN_STEP]
-    return {
+    return _plain({
         "model": str(path),
         "file_size": Path(path).stat().st_size,
         "hyperparameters": mf.hp.to_dict(),
@@ -26,7 +27,16 @@ def model_summary(path):
         "tokenizer": {**(mf.tokenizer_meta or {}), "vocab_size": mf.hp.vocab_size},
         "seed": (mf.train_state or {}).get("seed"),
         "history": summarize_logs(mf.logs),
-    }
+    })
+
+
+def _plain(value):
+    # what a file may hold that JSON cannot (msgpack bytes in a field a newer femtogpt wrote) as a short note
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return f"<{len(value)} bytes>" if isinstance(value, bytes) else value
 
 
 def summary_lines(summary):
@@ -39,7 +49,7 @@ def summary_lines(summary):
         f"  vocab {hp['vocab_size']}, context {hp['num_tokens']}, embedding {hp['embedding_degree']}, "
         f"layers {hp['num_layers']}, heads {hp['num_heads']} (head size {hp['head_size']}), "
         f"positional encoding {hp['pos_enc']}",
-        f"  tokenizer: {tok.get('kind', '?')}, {hp['vocab_size']} tokens"
+        f"  tokenizer: {printable(tok.get('kind', '?'), 20)}, {hp['vocab_size']} tokens"
         + (", case-insensitive" if tok.get("case_insensitive") else ""),
         f"  optimizer: {opt}; trained {summary['trained_steps']} steps"
         + (f", last loss {last:.4f}" if summary["trained_steps"] else ""),

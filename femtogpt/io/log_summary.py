@@ -1,5 +1,10 @@
-"""Summaries of a model's logs: what `info` prints instead of 10,000 TrainStep lines."""
+"""Summaries of a model's logs: what `info` prints instead of 10,000 TrainStep lines.
+
+The logs were validated by the loader (io/logs.py: each known kind's fields typed); their strings, and
+everything of a kind this version does not know, still come from a file, so `describe` escapes them.
+"""
 from femtogpt.io.logs import EVAL, TRAIN_STEP
+from femtogpt.text.printable import printable
 
 
 def summarize_logs(logs):
@@ -33,6 +38,7 @@ def describe(entry):
         return (f"{entry['count']} steps ({entry['first_step']}..{entry['last_step']}), loss "
                 f"{entry['first_loss']:.4f} -> {entry['last_loss']:.4f}{val}, "
                 f"{entry['elapsed_ms'] / 1000:.1f}s")
-    fields = ", ".join(f"{k}={v}" for k, v in entry.items()
+    fields = ", ".join(f"{printable(k, 40)}={printable(v, 80)}" for k, v in entry.items()
                        if k not in ("kind", "id", "hyperparameters"))
-    return f"{kind}" + (f" ({fields})" if fields else "") + f"  [{entry.get('id', '')[:8]}]"
+    short_id = printable(str(entry.get("id", ""))[:8])
+    return f"{printable(kind, 40)}" + (f" ({fields})" if fields else "") + f"  [{short_id}]"

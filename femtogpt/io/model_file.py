@@ -4,8 +4,8 @@ Here: `ModelFile` (everything a file holds), `save_model_file` (validates, then 
 femtogpt/atomic.py: a temp file in the same directory, fsync, rename, fsync of the directory),
 `load_model_file` (checks every byte; any defect is one `ModelFileError` line naming the file) and
 `peek_header` (the small entries, without the tensors). Not here: what a file may hold and the checks
-save and load share (femtogpt/io/model_schema.py), building Parameters/AdamW from a file
-(femtogpt/io/checkpoint.py), or checking the tokenizer JSON against vocab_size (the tokenizer's job).
+save and load share (femtogpt/io/model_schema.py: the tokenizer's size is checked there too), or building
+Parameters/AdamW from a file, with the memory check before it (femtogpt/io/checkpoint.py).
 
 Integrity: the file is one msgpack map whose LAST entry is `"checksum": <8 lowercase hex digits>`, the
 CRC-32 (zlib/IEEE, as in gzip and PNG) of every byte before that entry, so the file always ends with the
@@ -30,7 +30,9 @@ from femtogpt.atomic import AtomicWriteError, write_atomically
 from femtogpt.config import Hyperparameters
 from femtogpt.io.model_schema import (_HEADER, _OPTIONAL, _REQUIRED, FORMAT, VERSION, _check_arrays, _check_format,
                                       _check_header, _decode_tensors, _Defect, _names, _short, _unique_map,
-                                      _unstorable, tensor_shapes)
+                                      _unstorable, check_count, check_tokenizer, tensor_shapes)
+from femtogpt.model.memory import ModelTooLarge, check_fits
+from femtogpt.text.printable import printable
 
 __all__ = ["FORMAT", "VERSION", "ModelFile", "ModelFileError", "load_model_file", "peek_header", "save_model_file",
            "tensor_shapes"]
@@ -38,13 +40,16 @@ __all__ = ["FORMAT", "VERSION", "ModelFile", "ModelFileError", "load_model_file"
 _MAGIC = msgpack.packb("format") + msgpack.packb(FORMAT)            # our files: a fixmap header, then this
 _TRAILER_PREFIX = msgpack.packb("checksum") + b"\xa8"               # key, then a fixstr of 8 hex digits
 _TRAILER_LEN = len(_TRAILER_PREFIX) + 8
+_FOREIGN = ("not a femtogpt model file", "empty file")  # how the defects of a file that is not ours begin
 
 
 class ModelFileError(ValueError):
-    """A model file that cannot be read or written; str() is one line naming the file and the defect."""
+    """A model file that cannot be read or written; str() is one line naming the file and the defect.
+    `foreign`: the file is not a femtogpt model file at all (rather than a damaged or invalid one)."""
 
-    def __init__(self, message):
+    def __init__(self, message, foreign=False):
         super().__init__(" ".join(str(message).splitlines()))
+        self.foreign = foreign
 
 
 @dataclass(eq=False)
@@ -56,6 +61,7 @@ class ModelFile:
     optimizer: dict | None = None      # {"step": int, "m": {name: arr}, "v": {name: arr}}; None: none stored
     logs: list = field(default_factory=list)             # [{"id", "kind", **fields}], oldest first
     train_state: dict = field(default_factory=dict)      # what an exact resume needs: seed, RNG, data cursor
+    source: str | None = field(default=None, compare=False)  # the file it was loaded from, for messages
 
 
 # ---------------------------------------------------------------- save
@@ -109,6 +115,7 @@ def _prepare(mf):
     try:
         blob = msgpack.packb(header)
         _check_header(msgpack.unpackb(blob, strict_map_key=True, object_pairs_hook=_unique_map))
+        check_tokenizer(mf.tokenizer, mf.tokenizer_meta, mf.hp)
     except _Defect:
         raise
     except Exception as e:
@@ -148,13 +155,13 @@ def load_model_file(path) -> ModelFile:
     try:
         obj = _verified_map(data)
         data = None  # free the file's bytes before the arrays are built
-        return _from_map(obj)
+        return _from_map(obj, str(path))
     except _Defect as e:
-        raise ModelFileError(f"{path}: {e}") from None
+        raise ModelFileError(f"{path}: {e}", foreign=str(e).startswith(_FOREIGN)) from None
     except MemoryError:
         raise ModelFileError(f"{path}: not enough memory to load it") from None
     except Exception as e:  # a bug or a case not foreseen: still one line, never a traceback
-        raise ModelFileError(f"{path}: unreadable model file ({type(e).__name__}: {e})") from None
+        raise ModelFileError(f"{path}: unreadable model file ({type(e).__name__}: {printable(e, 200)})") from None
 
 
 def peek_header(path) -> dict:
@@ -193,7 +200,7 @@ def peek_header(path) -> dict:
     except msgpack.OutOfData:
         raise ModelFileError(f"{path}: truncated or corrupt (the file ends early)") from None
     except Exception as e:
-        raise ModelFileError(f"{path}: truncated or corrupt ({type(e).__name__}: {e})") from None
+        raise ModelFileError(f"{path}: truncated or corrupt ({type(e).__name__}: {printable(e, 200)})") from None
 
 
 def _regular_file(path):
@@ -213,7 +220,13 @@ def _read(path):
     _regular_file(path)
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            check_fits(2 * size, "reading it")   # its bytes, then its arrays
             return f.read()
+    except ModelTooLarge as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    except MemoryError:
+        raise ModelFileError(f"{path}: not enough memory to read it") from None
     except PermissionError:
         raise ModelFileError(f"{path}: cannot read: permission denied") from None
     except OSError as e:
@@ -236,7 +249,7 @@ def _verified_map(data):
     except _Defect:
         raise
     except Exception as e:
-        raise _Defect(f"corrupt: not valid msgpack ({e})") from None
+        raise _Defect(f"corrupt: not valid msgpack ({printable(e, 120) if str(e) else type(e).__name__})") from None
     if not isinstance(obj, dict):
         raise _Defect("not a femtogpt model file (not a msgpack map)")
     return obj
@@ -271,7 +284,7 @@ def _not_ours(data):
     return "not a femtogpt model file"
 
 
-def _from_map(obj):
+def _from_map(obj, source=None):
     _check_format(obj)
     missing = [k for k in _REQUIRED if k not in obj]
     unknown = [k for k in obj if k not in _REQUIRED + _OPTIONAL]
@@ -280,6 +293,8 @@ def _from_map(obj):
     if unknown:
         raise _Defect(f"unknown top-level key(s) {_names(unknown)}")
     hp, tokenizer, meta, logs, train_state = _check_header(obj)
+    check_tokenizer(tokenizer, meta, hp)
+    check_count(obj["tensors"], hp, "tensor")  # before a name is built: num_layers may be 10**7
     shapes = tensor_shapes(hp)
     tensors = _decode_tensors(obj["tensors"], shapes, "tensor")
     optimizer = obj.get("optimizer")
@@ -292,4 +307,4 @@ def _from_map(obj):
         optimizer = {"step": step, "m": _decode_tensors(optimizer["m"], shapes, "optimizer m tensor"),
                      "v": _decode_tensors(optimizer["v"], shapes, "optimizer v tensor", nonnegative=True)}
     return ModelFile(hp=hp, tokenizer=tokenizer, tensors=tensors, tokenizer_meta=meta, optimizer=optimizer,
-                     logs=logs, train_state=train_state)
+                     logs=logs, train_state=train_state, source=source)

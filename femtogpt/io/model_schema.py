@@ -1,5 +1,11 @@
 """What a model file may hold, and the checks that both save and load run on it: the top-level keys, the
-hyperparameters, the logs, the tensor names and shapes (`tensor_shapes`), float32 arrays without NaN.
+hyperparameters, the tokenizer (its size is vocab_size) and its settings, the resume state, the logs
+(each kind's fields: io/logs.py), the tensor names and shapes (`tensor_shapes`), float32 arrays
+without NaN.
+
+Nothing is allocated on the word of a file: the hyperparameters must ask for as many tensors as the file
+holds (`tensor_count`, Python ints, before a single name is built), and each tensor for exactly the bytes
+it has, before any array is made; so a file's model can never be bigger than the file.
 
 A defect is raised as `_Defect` (a message without the file name); femtogpt/io/model_file.py, the one
 user of this module, prefixes the file and raises `ModelFileError`. Not here: bytes, the checksum, or
@@ -12,8 +18,11 @@ import math
 
 import numpy as np
 
-from femtogpt.config import Hyperparameters
+from femtogpt.config import TOKENIZER_KINDS, Hyperparameters
 from femtogpt.engine.params import internal_layout, reference_names
+from femtogpt.io.logs import log_problem
+from femtogpt.text.printable import printable
+from femtogpt.text.rust_calls import TokenizerError
 
 FORMAT = "femtogpt"
 VERSION = 1
@@ -23,10 +32,17 @@ _REQUIRED = ("format", "version", "hyperparameters", "tokenizer", "tensors", "ch
 _OPTIONAL = ("tokenizer_meta", "logs", "train_state", "optimizer")  # absent: {}, [], {}, None
 _HEADER = ("format", "version", "hyperparameters", "tokenizer", "tokenizer_meta", "logs", "train_state")
 _DTYPES = ("float32", "<f4")                                       # both: IEEE binary32, little-endian
+_MAX_DEPTH = 32   # levels of maps and lists in the header's free-form values (logs, settings)
+_NAME_SLACK = 64  # names are built only when hp asks for at most this many tensors more than the file holds
 
 
-class _Defect(Exception):
+class _Defect(ValueError):
     """A problem with a file's contents; the public functions prefix the file name."""
+
+
+def tensor_count(hp):
+    """How many tensors hp calls for (Python ints: cheap for any value), without building their names."""
+    return 5 + hp.num_layers * (3 * hp.num_heads + 10)  # 5 globals; per layer 2 norms, H heads of q/k/v, 8 more
 
 
 def tensor_shapes(hp):
@@ -56,12 +72,60 @@ def _check_header(d):
             raise _Defect("tokenizer is not a JSON object")
     except ValueError as e:
         raise _Defect(f"tokenizer is not valid JSON ({e})") from None
+    except RecursionError:
+        raise _Defect("tokenizer is not valid JSON (nested too deeply)") from None
     meta, logs, train_state = d.get("tokenizer_meta", {}), d.get("logs", []), d.get("train_state", {})
     for key, value in (("tokenizer_meta", meta), ("train_state", train_state)):
         if not isinstance(value, dict):
             raise _Defect(f"{key} is {_short(value)}, expected a map")
+        _check_depth(value, key)
+    _check_depth(logs, "logs")
+    _check_fields("tokenizer_meta", meta, _meta_fields(hp))
+    _check_fields("train_state", train_state, _TRAIN_STATE)
     _check_logs(logs)
     return hp, tokenizer, meta, logs, train_state
+
+
+def check_tokenizer(tokenizer, meta, hp):
+    """The stored tokenizer, rebuilt (a few ms): it must load, and have exactly vocab_size tokens, the
+    embedding's rows (infer, eval, compare and export all index one with the other)."""
+    from femtogpt.text.tokenizer import TextTokenizer  # the Hugging Face library: only when a file is read
+
+    try:
+        return TextTokenizer.from_json(tokenizer, meta, vocab_size=hp.vocab_size)
+    except TokenizerError as e:
+        raise _Defect(str(e)) from None
+
+
+def _meta_fields(hp):
+    # text/tokenizer.py TextTokenizer.meta(); other keys are kept and ignored
+    V = hp.vocab_size
+    return {"kind": (lambda v: v in TOKENIZER_KINDS, f"one of {', '.join(TOKENIZER_KINDS)}"),
+            "case_insensitive": (lambda v: type(v) is bool, "true or false"),
+            "reserve_tokens": (lambda v: type(v) is int and 0 <= v <= V, f"an integer in 0..{V}"),
+            "unk_token": (lambda v: type(v) is str, "a string"),
+            "vocab_size": (lambda v: type(v) is int and v == V, f"{V} (hyperparameter vocab_size)")}
+
+
+def _check_depth(value, where):
+    # maps and lists inside maps and lists: no file of ours nests past 3 levels, and printing or
+    # converting a value nested a thousand levels deep overflows Python's recursion limit
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth >= _MAX_DEPTH:
+                raise _Defect(f"{where} is nested too deeply (more than {_MAX_DEPTH} levels)")
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+
+
+_TRAIN_STATE = {"seed": (lambda v: type(v) is int and 0 <= v < 2**64, "an integer in 0..2**64-1")}
+
+
+def _check_fields(where, d, fields):
+    for key, (check, expected) in fields.items():
+        if key in d and not check(d[key]):
+            raise _Defect(f"{where}.{key} is {_short(d[key])}, expected {expected}")
 
 
 def _decode_hp(d):
@@ -98,10 +162,24 @@ def _check_logs(logs):
         if not isinstance(kind, str) or not kind:
             raise _Defect(f"log {i} has no kind")
         if not isinstance(lid, str) or not lid:
-            raise _Defect(f"log {i} ({kind[:40]}) has no id")
+            raise _Defect(f"log {i} ({printable(kind, 40)}) has no id")
         if lid in seen:
-            raise _Defect(f"log {i} ({kind[:40]}) repeats the id {lid[:40]} of an earlier log")
+            raise _Defect(f"log {i} ({printable(kind, 40)}) repeats the id {printable(lid, 40)} of an earlier log")
         seen.add(lid)
+        problem = log_problem(log)
+        if problem:
+            raise _Defect(f"log {i} ({printable(kind, 40)}) {problem}")
+
+
+def check_count(entries, hp, what):
+    """Before any name is built: `entries` (name -> tensor) is a map, and hp does not call for far more
+    tensors than it holds (num_layers = 10**7 must not build 10**8 names to say that they are missing)."""
+    if not isinstance(entries, dict):
+        raise _Defect(f"{what}s: {_short(entries)}, expected a map from tensor name to tensor")
+    need = tensor_count(hp)
+    if need > len(entries) + _NAME_SLACK:
+        raise _Defect(f"{what}s do not match the hyperparameters: num_layers {hp.num_layers} and num_heads "
+                      f"{hp.num_heads} call for {need:,} {what}s, the file holds {len(entries):,}")
 
 
 def _check_names(got, shapes, what):
@@ -134,11 +212,10 @@ def _check_values(a, name, what, nonnegative):
 
 
 def _decode_tensors(entries, shapes, what, nonnegative=False):
+    # first every entry's dtype, shape and byte count against hp (nothing allocated), then the arrays
     _check_names(entries, shapes, what)
-    out = {}
     for name, shape in shapes.items():
         entry = entries[name]
-        entries[name] = None  # drop the bytes as soon as the array exists
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data"}:
             raise _Defect(f"{what} {name} is not a {{dtype, shape, data}} map")
         if entry["dtype"] not in _DTYPES:
@@ -147,11 +224,15 @@ def _decode_tensors(entries, shapes, what, nonnegative=False):
         if not isinstance(got, list) or any(type(s) is not int for s in got):
             raise _Defect(f"{what} {name} has a bad shape {_short(got)}")
         if tuple(got) != shape:
-            raise _Defect(f"{what} {name} has shape {got}, expected {list(shape)}")
+            raise _Defect(f"{what} {name} has shape {_short(got)}, expected {list(shape)}")
         data = entry["data"]
         if not isinstance(data, bytes) or len(data) != 4 * math.prod(shape):
             size = f"{len(data)} bytes" if isinstance(data, bytes) else _short(data)
             raise _Defect(f"{what} {name} has {size} of data, expected {4 * math.prod(shape)} for shape {got}")
+    out = {}
+    for name, shape in shapes.items():
+        data = entries[name]["data"]
+        entries[name] = None  # drop the bytes as soon as the array exists
         a = np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(shape)  # a native, writable copy
         _check_values(a, name, what, nonnegative)
         out[name] = a
@@ -198,5 +279,5 @@ def _short(value, limit=40):
 
 
 def _names(names, limit=4):
-    shown = ", ".join(_short(n) if not isinstance(n, str) else n[:40] for n in names[:limit])
+    shown = ", ".join(_short(n) if not isinstance(n, str) else printable(n, 40) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -29,12 +29,13 @@ SHARDS = 2  # fixed (never the thread count), so results do not depend on how ma
 
 def sinusoidal_table(T, E, dtype=np.float32):
     """The reference's fixed table: row k, column c, i = c // 2: sin(k / 10000^(2i/E)) for even c,
-    cos for odd c. Computed in float32 as the reference does."""
-    k = np.arange(T, dtype=np.float32)[:, None]
-    i = (np.arange(E) // 2).astype(np.float32)[None, :]
-    angle = k / np.power(np.float32(10000.0), np.float32(2.0) * i / np.float32(E))
-    table = np.where(np.arange(E)[None, :] % 2 == 0, np.sin(angle), np.cos(angle))
-    return table.astype(dtype)
+    cos for odd c. Computed in `dtype`, the engine's precision: float32 as the reference does, float64
+    for the float64 engine (a float32 table there would cap checks against the formula at ~1e-7)."""
+    f = np.dtype(dtype).type
+    k = np.arange(T, dtype=dtype)[:, None]
+    i = (np.arange(E) // 2).astype(dtype)[None, :]
+    angle = k / np.power(f(10000.0), f(2.0) * i / f(E))
+    return np.where(np.arange(E)[None, :] % 2 == 0, np.sin(angle), np.cos(angle)).astype(dtype)
 
 
 class GPT:

@@ -14,7 +14,7 @@ then grows one position per token again. Sliding by one (keep = T) re-assigns ev
 changes every cached hidden state (also with pos_enc none: upper layers see the dropped tokens), so
 it would cost a full forward per token; keep = T // 2 costs about one batched position per token,
 amortised, while always giving the model at least T/2 tokens of context. Pass keep=T for the
-reference's exact behaviour.
+reference's exact behaviour (`infer --window slide`).
 """
 import numba
 import numpy as np

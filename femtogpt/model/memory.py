@@ -67,7 +67,10 @@ def available_bytes():
 
 
 def gigabytes(n):
-    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+    """12 MB, 37.2 GB, 2.4e+14 GB: readable at every size a crafted file or flag can ask for."""
+    if n < 1e8:
+        return f"{n / 1e6:.0f} MB"
+    return f"{n / 1e9:.1f} GB" if n < 1e15 else f"{n / 1e9:.1e} GB"
 
 
 def check_fits(needed, what="this model"):

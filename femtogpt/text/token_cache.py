@@ -1,18 +1,24 @@
-"""The token cache: a dataset's token ids stored as .npy under the user's cache directory, keyed by the
-text's hash and the tokenizer's hash, so training reads a corpus once per tokenizer. Not here: reading the
-corpus (text/corpus.py) or encoding (text/tokenizer.py)."""
+"""The token cache: a dataset's token ids stored under the user's cache directory, keyed by the text's hash
+and the tokenizer's hash, so training reads a corpus once per tokenizer. Not here: reading the corpus
+(text/corpus.py) or encoding (text/tokenizer.py).
+
+An entry is an .npz of the ids and the CRC-32 of their bytes; it is used only when the CRC matches,
+the dtype is the tokenizer's and every id is below its vocabulary size. Anything else (a flipped bit,
+a truncated or foreign file, an older .npy entry) is silently re-encoded and rewritten, never trusted.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from femtogpt.atomic import write_atomically
 from femtogpt.text.corpus import read_text
-from femtogpt.text.tokenizer import TextTokenizer, Warn, _stderr, id_dtype
+from femtogpt.text.tokenizer import TextTokenizer, TokenizerError, Warn, _stderr, id_dtype
 
 
 def default_cache_dir() -> Path:
@@ -31,13 +37,13 @@ def encode_file_cached(tokenizer: TextTokenizer, path, cache_dir=None, progress=
     tok_key = hashlib.sha256((tokenizer.to_json() + json.dumps(tokenizer.meta(), sort_keys=True))
                              .encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    file = folder / f"{tok_key}-{text_key}.npy"
-    try:
-        ids = np.load(file, allow_pickle=False) if file.exists() else None
-    except (OSError, ValueError):
-        ids = None                         # a damaged cache entry is rebuilt, never trusted
-    if ids is None or ids.dtype != id_dtype(tokenizer.vocab_size) or ids.ndim != 1:
-        ids = tokenizer.encode_large(text, progress, label=f"encoding {Path(path).name}")
+    file = folder / f"{tok_key}-{text_key}.ids.npz"
+    ids = read_cache(file, tokenizer.vocab_size)
+    if ids is None:
+        try:
+            ids = tokenizer.encode_large(text, progress, label=f"encoding {Path(path).name}")
+        except TokenizerError as exc:
+            raise TokenizerError(f"{path}: {exc}") from None
         _save_cache(file, ids, warn)
     elif callable(progress):
         progress(len(text), len(text))
@@ -49,9 +55,26 @@ def encode_file_cached(tokenizer: TextTokenizer, path, cache_dir=None, progress=
     return ids
 
 
+def read_cache(file: Path, vocab_size: int) -> np.ndarray | None:
+    """The ids of a cache entry, or None when it is missing or fails a check (see the module docstring)."""
+    if not file.is_file():
+        return None
+    try:
+        with np.load(file, allow_pickle=False) as entry:
+            ids, crc = entry["ids"], entry["crc32"]
+    except Exception:                      # damaged or foreign (BadZipFile, a bad header, ...): rebuilt
+        return None
+    if ids.ndim != 1 or ids.dtype != id_dtype(vocab_size) or crc.shape != () or crc.dtype != np.uint32:
+        return None
+    if int(crc) != zlib.crc32(ids.tobytes()) or (ids.size and int(ids.max()) >= vocab_size):
+        return None
+    return ids
+
+
 def _save_cache(file: Path, ids: np.ndarray, warn: Warn) -> None:
+    crc = np.uint32(zlib.crc32(ids.tobytes()))
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(file, lambda f: np.save(f, ids, allow_pickle=False))   # a reader never sees half a file
+        write_atomically(file, lambda f: np.savez(f, ids=ids, crc32=crc))   # a reader never sees half a file
     except OSError as exc:
         warn(f"note: cannot write the token cache in {file.parent} ({exc.strerror or exc}); continuing without it")

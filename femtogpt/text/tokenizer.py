@@ -2,7 +2,8 @@
 stores its `to_json()` and `meta()`), the kinds (config.TOKENIZER_KINDS: ascii, char, byte, bpe), the id dtype, and how
 big texts are cut for parallel encoding.
 
-Not here: building one of each kind (text/build.py), reading tokenizer files (text/tokenizer_files.py),
+Not here: calls into Rust made one-line errors, and `TokenizerError` (text/rust_calls.py, re-exported here),
+building one of each kind (text/build.py), reading tokenizer files (text/tokenizer_files.py),
 reading a corpus (text/corpus.py), BPE training (text/bpe.py), the token cache (text/token_cache.py), the
 CLI (femtogpt/cli/text.py), the model file (femtogpt/io/model_file.py).
 
@@ -27,6 +28,8 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
 
 from femtogpt.config import TOKENIZER_KINDS
+from femtogpt.text.printable import printable
+from femtogpt.text.rust_calls import TokenizerError, rust_errors
 
 UNK = "<unk>"
 RESERVED = "<|reserved_{:03d}|>"
@@ -36,10 +39,6 @@ ASCII_CHARS = "\t\n\x0b\x0c\r" + "".join(map(chr, range(32, 127)))
 CHUNK_CHARS = 1 << 20                      # encode and train in ~1M-character pieces
 
 Warn = Callable[[str], None]
-
-
-class TokenizerError(ValueError):
-    """Bad tokenizer input or data; the message is one line naming the file or flag."""
 
 
 def _stderr(msg: str) -> None:
@@ -90,7 +89,8 @@ class TextTokenizer:
 
     def __init__(self, hf: Tokenizer, kind: str, case_insensitive: bool, notes: Iterable[str] = ()):
         if kind not in TOKENIZER_KINDS:
-            raise TokenizerError(f"unknown tokenizer kind {kind!r} (expected one of {', '.join(TOKENIZER_KINDS)})")
+            raise TokenizerError(f"unknown tokenizer kind {printable(repr(kind), 40)} (expected one of "
+                                 f"{', '.join(TOKENIZER_KINDS)})")
         hf.encode_special_tokens = True    # not saved in the JSON, so set on every load
         self.hf, self.kind, self.case_insensitive = hf, kind, bool(case_insensitive)
         self.notes = list(notes)           # one-line remarks from building, for the CLI to print
@@ -108,7 +108,8 @@ class TextTokenizer:
 
     # encoding ---------------------------------------------------------------------------------
     def encode(self, text: str) -> np.ndarray:
-        return np.asarray(self.hf.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+        with rust_errors("the tokenizer cannot encode the text"):
+            return np.asarray(self.hf.encode(text, add_special_tokens=False).ids, dtype=np.int64)
 
     def encode_large(self, text: str, progress=None, chunk_chars: int = CHUNK_CHARS,
                      label: str = "encoding") -> np.ndarray:
@@ -122,8 +123,9 @@ class TextTokenizer:
         with _progress_display(progress, label) as callback:
             for i in range(0, len(pieces), group):
                 part = pieces[i:i + group]
-                out += [np.asarray(e.ids, dtype=id_dtype(self.vocab_size))
-                        for e in batch(part, add_special_tokens=False)]
+                with rust_errors("the tokenizer cannot encode the text"):
+                    encoded = batch(part, add_special_tokens=False)
+                out += [np.asarray(e.ids, dtype=id_dtype(self.vocab_size)) for e in encoded]
                 done += sum(map(len, part))
                 if callback:
                     callback(done, len(text))
@@ -134,7 +136,8 @@ class TextTokenizer:
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise TokenizerError(f"token id {bad[0]} is outside the vocabulary (0..{self.vocab_size - 1})")
-        return self.hf.decode(ids, skip_special_tokens=False)
+        with rust_errors("the tokenizer cannot decode the ids"):
+            return self.hf.decode(ids, skip_special_tokens=False)
 
     def count_unknown(self, text: str) -> int:
         """How many `<unk>` tokens `text` gives (0 for byte and byte-level BPE: nothing is unknown)."""
@@ -170,17 +173,25 @@ class TextTokenizer:
                 "vocab_size": self.vocab_size}
 
     @classmethod
-    def from_json(cls, json_text: str, meta: dict) -> "TextTokenizer":
-        """Rebuild from a model file's `to_json()` and `meta()`: the same ids as when it was saved."""
-        try:
+    def from_json(cls, json_text: str, meta: dict, vocab_size: int | None = None) -> "TextTokenizer":
+        """Rebuild from a model file's `to_json()` and `meta()`: the same ids as when it was saved.
+        vocab_size: the model's; the tokenizer must have exactly that many tokens."""
+        with rust_errors("the stored tokenizer JSON cannot be read"):
             hf = Tokenizer.from_str(json_text)
-        except Exception as exc:                                   # the Rust error is one long line
-            raise TokenizerError(f"the stored tokenizer JSON cannot be read: {exc}") from None
-        meta = meta or {}
-        tok = cls(hf, meta.get("kind", "bpe"), meta.get("case_insensitive", _has_lowercase(hf)))
+            meta = meta or {}
+            case_insensitive = meta.get("case_insensitive", None)
+            if case_insensitive is None:
+                case_insensitive = _has_lowercase(hf)
+            if not isinstance(case_insensitive, bool):
+                raise TokenizerError(f"the stored tokenizer's case_insensitive is {case_insensitive!r}, "
+                                     "expected true or false")
+            tok = cls(hf, meta.get("kind", "bpe"), case_insensitive)
         if meta.get("vocab_size") not in (None, tok.vocab_size):
             raise TokenizerError(f"the stored tokenizer has {tok.vocab_size} tokens but its settings say "
-                                 f"{meta['vocab_size']}")
+                                 f"{printable(meta['vocab_size'], 40)}")
+        if vocab_size is not None and tok.vocab_size != vocab_size:
+            raise TokenizerError(f"the stored tokenizer has {tok.vocab_size} tokens but the model's vocab_size "
+                                 f"is {vocab_size}: they must be equal")
         return tok
 
     def summary(self) -> str:
@@ -203,7 +214,9 @@ class TextTokenizer:
         for entry in spec["added_tokens"]:
             if entry["content"] == reserved:
                 entry.update(content=new, special=bool(special), normalized=False)
-        return TextTokenizer(Tokenizer.from_str(json.dumps(spec)), self.kind, self.case_insensitive)
+        with rust_errors("cannot replace the reserved token"):
+            hf = Tokenizer.from_str(json.dumps(spec))
+        return TextTokenizer(hf, self.kind, self.case_insensitive)
 
 
 # normalizer and pre-tokenizer settings, shared by every way of building one ------------------------

@@ -2,10 +2,11 @@
 
 Everything random in a step is drawn from (seed, global step), so 5 + 5 steps in two runs give the
 same weights bitwise as 10 steps in one. The model file is saved every `save_every` steps, every
-`save_minutes` minutes, and at the end; `should_stop()` (a Ctrl-C flag) ends the run after the
-current step, which is then saved too. A non-finite loss stops the run before the bad update; the
-last good weights are saved. With a `save_best` callable, every validation loss below `best_loss`
-also saves the model there (the caller's best file).
+`save_minutes` minutes, and at the end unless the last save already holds the last step;
+`should_stop()` (a Ctrl-C flag) ends the run after the current step, which is then saved too. A
+non-finite loss, gradient or update stops the run before anything changes; the last good step is
+saved. A run that did no step saves nothing (the file stays as it was). With a `save_best` callable,
+every validation loss below `best_loss` also saves the model there (the caller's best file).
 """
 import math
 import time
@@ -38,7 +39,9 @@ class TrainOptions:
 class TrainResult:
     last_loss: float
     stopped: bool = False           # Ctrl-C
-    failure: str | None = None      # non-finite loss
+    failure: str | None = None      # non-finite loss, gradient or update
+    steps: int = 0                  # steps done in this run
+    saved_step: int | None = None   # the optimizer step of this run's last save (None: none)
     best_loss: float = math.inf     # the lowest validation loss seen (with save_best: the best file's)
     best_step: int | None = None    # the step of a best save in this run, if any
 
@@ -73,7 +76,12 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
                                 batch_size=options.batch_size, start_step=opt.step,
                                 **validation, **(dataset_info or {})))
     model, result = checkpoint.model, TrainResult(float("nan"), best_loss=best_loss)
-    last_save = time.monotonic()
+    last_save, start_step = time.monotonic(), opt.step
+
+    def save_now():
+        save()
+        result.saved_step = opt.step
+
     try:
         for i in range(options.steps):
             if should_stop():
@@ -88,7 +96,7 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
                 result.failure = str(exc)
                 break
             elapsed = time.perf_counter() - t0
-            result.last_loss = loss
+            result.last_loss, result.steps = loss, i + 1
             checkpoint.logs.append(new_log(TRAIN_STEP, step=opt.step, loss=loss,
                                         elapsed_ms=int(round(elapsed * 1000)), lr=lr))
             if val_tokens is not None and options.eval_every and opt.step % options.eval_every == 0:
@@ -107,11 +115,12 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
             by_steps = options.save_every and (i + 1) % options.save_every == 0
             by_time = options.save_minutes and time.monotonic() - last_save >= 60 * options.save_minutes
             if (by_steps or by_time) and i + 1 < options.steps:
-                save()
+                save_now()
                 last_save = time.monotonic()
         else:
             result.stopped = should_stop()
     finally:
         display.close()
-    save()
+    if opt.step != start_step and result.saved_step != opt.step:
+        save_now()
     return result

@@ -26,9 +26,17 @@ def _compile():
     from femtogpt.engine.optim import AdamW
     from femtogpt.engine.params import Parameters
     from femtogpt.train.step import train_step
+    import numba
 
     hp = Hyperparameters(vocab_size=5, num_tokens=4, embedding_degree=4, num_layers=1, num_heads=2)
     model = GPT(hp, Parameters(hp).init_reference(0))
     ids = np.zeros((2, 4), np.int64)
-    train_step(model, AdamW(model.params, OptimizerConfig()), ids, ids, dropout=0.1)
-    evaluate_tokens(model, np.zeros(9, np.int64))
+    # on one thread, the batch shards compile one after another on this thread: a Ctrl-C then stops the
+    # warm-up within a kernel's compilation, instead of waiting for a shard thread to compile them all
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        train_step(model, AdamW(model.params, OptimizerConfig()), ids, ids, dropout=0.1)
+        evaluate_tokens(model, np.zeros(9, np.int64))
+    finally:
+        numba.set_num_threads(threads)

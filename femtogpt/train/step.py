@@ -7,6 +7,7 @@ run, whatever the thread count.
 import numpy as np
 
 from femtogpt.engine.ops.dropout import site_key
+from femtogpt.engine.optim import NonFiniteUpdate
 
 
 def sample_batch(tokens, batch_size, T, seed, step):
@@ -21,16 +22,21 @@ def sample_batch(tokens, batch_size, T, seed, step):
 
 
 class NonFiniteLoss(ArithmeticError):
-    """The loss or the gradients are NaN/inf; raised before the update, so the weights stay good."""
+    """The loss or the gradients are NaN/inf, or the update would make a weight or a moment so; raised
+    before anything is changed, so the weights, the moments and the step stay those of the last good step."""
 
 
 def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0):
     """Forward, backward and one AdamW update; returns (loss, lr). Dropout masks are keyed by
-    (seed, optimizer step). A non-finite loss or gradient raises NonFiniteLoss before updating."""
+    (seed, optimizer step). A non-finite loss or gradient raises NonFiniteLoss before updating; so does
+    an update that would leave a non-finite weight or moment (AdamW checks before it writes)."""
     params = model.params
     # writes every parameter's gradient (no zeroing needed)
     loss = model.loss_and_grad(ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70))
     if not np.isfinite(loss) or not np.isfinite(np.dot(params.grad, params.grad)):
         raise NonFiniteLoss(f"the loss became {loss} at step {optimizer.step + 1}")
-    lr = optimizer.update()
+    try:
+        lr = optimizer.update()
+    except NonFiniteUpdate as exc:
+        raise NonFiniteLoss(str(exc)) from None
     return loss, lr
