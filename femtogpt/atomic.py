@@ -48,10 +48,13 @@ def write_atomically(path, content: Content) -> None:
     directory = target.parent
     existed = target.exists()
     tmp = directory / f".{target.name}.{secrets.token_hex(4)}.tmp"  # matches _temp_pattern
-    created = False
+    created = True  # from here tmp may be ours: a Ctrl-C can land right after os.open, before any next line
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)  # umask applies
-        created = True
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)  # umask
+        except FileExistsError:  # the random name is taken: that file is not ours to remove
+            created = False
+            raise
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
             if existed:
                 os.fchmod(f.fileno(), stat.S_IMODE(os.stat(target).st_mode))  # keep the old file's permissions

@@ -276,13 +276,13 @@ def _fork_file(tmp_path, **hp):
     ({"head_size": 3}, "head_size is 3, expected 16"),
 ])
 def test_fork_hyperparameters_are_bounded_by_the_file_before_allocating(tmp_path, hp, expected):
-    from femtogpt.io.fork_convert import session_from_fork
+    from femtogpt.io.fork_convert import checkpoint_from_fork
     from femtogpt.io.fork_reader import ForkFileError
 
     path = _fork_file(tmp_path, **hp)
     tracemalloc.start()
     with pytest.raises(ForkFileError) as info:
-        session_from_fork(path)
+        checkpoint_from_fork(path)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert str(info.value).startswith(f"{path}: ") and expected in str(info.value), str(info.value)

@@ -22,10 +22,10 @@ def import_fork(fork_file, output, force):
     lock_model_file(output, "import-fork")
     if not Path(fork_file).exists():
         raise UserError(f"{fork_file}: no such file")
-    from femtogpt.io.fork_convert import session_from_fork
+    from femtogpt.io.fork_convert import checkpoint_from_fork
 
     try:
-        ckpt = session_from_fork(fork_file)
+        ckpt = checkpoint_from_fork(fork_file)
     except (ForkFileError, TokenizerError, KeyError, ValueError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     save_checkpoint(ckpt, output)

@@ -133,31 +133,6 @@ def _fmt_cos(entry):
     return f"{entry['cosine']:.6f}"
 
 
-def _model_file_or_fork(path):
-    """A femtogpt model file, or the Rust fork's .dat file read as one (as `import-fork` would)."""
-    from pathlib import Path
-
-    from femtogpt.io.model_file import ModelFileError, load_model_file
-
-    try:
-        return load_model_file(Path(path))
-    except ModelFileError as ours:
-        from femtogpt.io.fork_convert import session_from_fork_model
-        from femtogpt.io.fork_reader import ForkFileError, read_fork_model
-        from femtogpt.text.tokenizer import TokenizerError
-
-        if not ours.foreign:
-            raise                 # a femtogpt model file, damaged or invalid: say what is wrong with it
-        try:
-            fork = read_fork_model(path)
-        except ForkFileError:
-            raise ours from None  # neither kind: report it as a femtogpt file
-        try:
-            return session_from_fork_model(fork, str(path)).to_model_file()
-        except (ForkFileError, TokenizerError) as exc:
-            raise UserError(str(exc)) from None  # a fork file, but one that does not hold up
-
-
 @click.command()
 @click.argument("model_a", type=click.Path(dir_okay=False))
 @click.argument("model_b", type=click.Path(dir_okay=False))
@@ -178,14 +153,16 @@ def compare(model_a, model_b, limit, reverse, by_name, as_json):
     """
     import json
 
-    from femtogpt.io.model_file import ModelFileError
     from femtogpt.growth.compare import compare_models, lineage_sentences
+    from femtogpt.io.fork_convert import model_file_or_fork
+    from femtogpt.io.fork_reader import ForkFileError
+    from femtogpt.io.model_file import ModelFileError
     from femtogpt.text.tokenizer import TokenizerError
 
     try:
-        mf_a, mf_b = _model_file_or_fork(model_a), _model_file_or_fork(model_b)
+        mf_a, mf_b = model_file_or_fork(model_a), model_file_or_fork(model_b)
         result = compare_models(mf_a, mf_b, reverse=reverse, align_layers=not by_name)
-    except (ModelFileError, TokenizerError) as exc:
+    except (ModelFileError, ForkFileError, TokenizerError) as exc:
         raise UserError(str(exc)) from None
     cut = (lambda xs: xs[:limit]) if limit else (lambda xs: xs)
     sentences = lineage_sentences(result.lineage, model_a, model_b)

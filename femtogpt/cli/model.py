@@ -99,14 +99,18 @@ class _Interrupts:
     current step and save, a second aborts at once. `outcome` says in one line what the file then holds:
     saves are tracked, a save cut short included (the file's inode tells whether the rename happened).
 
-    A KeyboardInterrupt raised where Python cannot pass it on (inside a ctypes callback from LLVM while
-    Numba compiles, or a __del__) is swallowed as "unraisable": the hook below drops its report and
-    sends the signal again a moment later, until it lands where it can stop the command."""
+    A KeyboardInterrupt can be lost on its way up: raised inside a ctypes callback from LLVM while Numba
+    compiles (Python reports it as "unraisable" and goes on), or caught by a library. So each one sent
+    up is sent again if it has not arrived (`arrived`) a moment later: at once when the unraisable hook
+    below sees it swallowed (its report is dropped), after a second otherwise."""
 
     def __init__(self):
         self.phase = "starting"  # then "training", then "done"
         self.requested = False   # a first Ctrl-C while training
-        self.stopping = None     # when a KeyboardInterrupt was sent on its way up (time.monotonic())
+        self.sent = 0            # KeyboardInterrupts sent up so far
+        self.sent_at = None      # when the last one was (time.monotonic())
+        self.resent = False      # the SIGINT being handled is one we sent again: it stops, whatever the phase
+        self.arrived = False     # one reached `_interruptible`: the outcome is being said
         self.checkpoint, self.start_step, self.saved_step = None, 0, None
         self._previous = self._unraisable = None
         if (threading.current_thread() is threading.main_thread()
@@ -115,24 +119,43 @@ class _Interrupts:
             self._unraisable, sys.unraisablehook = sys.unraisablehook, self._on_unraisable
 
     def _on_sigint(self, signum, frame):
-        if self.phase == "training" and not self.requested:
+        resent, self.resent = self.resent, False
+        if self.arrived:
+            return
+        if self.phase == "training" and not self.requested and not resent:
             self.requested = True
             click.echo("\nStopping after this step and saving (Ctrl-C again to abort without saving)...",
                        err=True)
             return
-        if self.stopping is None or time.monotonic() - self.stopping > 1.0:  # else one is on its way up
-            self.stopping = time.monotonic()
-            raise KeyboardInterrupt
+        if not resent and self.sent_at is not None and time.monotonic() - self.sent_at < 0.5:
+            return  # one is on its way up
+        self.sent, self.sent_at = self.sent + 1, time.monotonic()
+        self._send_again(1.0)
+        raise KeyboardInterrupt
+
+    def _send_again(self, delay):
+        """SIGINT again after `delay` seconds, unless the KeyboardInterrupt sent up last has arrived (or
+        another was sent up since)."""
+        sent = self.sent
+
+        def again():
+            if not self.arrived and self.sent == sent:
+                self.resent = True
+                os.kill(os.getpid(), signal.SIGINT)
+
+        timer = threading.Timer(delay, again)
+        timer.daemon = True
+        timer.start()
 
     def _on_unraisable(self, unraisable):
-        if self.stopping is None or not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        if self.sent == 0 or self.arrived or not issubclass(unraisable.exc_type, KeyboardInterrupt):
             return self._unraisable(unraisable)
-        self.stopping = None  # swallowed on its way: deliver it again
-        threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+        self._send_again(0.01)  # swallowed on its way: send it again at once
 
     def restore(self, exiting=False):
         """Give SIGINT back; or, when the command exits because of a Ctrl-C, ignore the next ones: the
         outcome has been said, and one more Ctrl-C must not turn exit code 130 into a death by signal."""
+        self.arrived = True  # nothing more is sent again
         if self._previous is not None:
             signal.signal(signal.SIGINT, signal.SIG_IGN if exiting else self._previous)
             sys.unraisablehook = self._unraisable
@@ -187,7 +210,7 @@ def _interruptible(command):
             exiting = interrupts.requested
             return result
         except KeyboardInterrupt:
-            interrupts.stopping = math.inf  # further Ctrl-Cs wait: the outcome is being said
+            interrupts.arrived = True  # further Ctrl-Cs wait: the outcome is being said
             line = interrupts.outcome(kwargs["model_path"])
             click.echo(("\n" if sys.stderr.isatty() else "") + line, err=True)  # past the ^C on a terminal
             sys.exit(130)

@@ -74,7 +74,9 @@ def score(task, model_path, samples, seed, temperature, as_json):
     use_engine()
     from femtogpt.tasks.scoring import run_task
 
-    missing = {"simple_sequence": "@#$%^", "addition_dummy": "+=0123456789"}.get(task, "")
+    from femtogpt.tasks.toy_data import TASKS
+
+    missing = TASKS[task].needs
     tok = ckpt.tokenizer
     if missing and tok.unk_id is not None and tok.count_unknown(missing):
         raise UserError(f"--model {model_path}: its tokenizer cannot encode the {task} characters "

@@ -120,9 +120,8 @@ def count_tokens(model_path, dataset, as_json, top):
     Every token of the vocabulary is listed (zero counts too), with its id, count and 0-based
     rank; ties in count go by id. The total is the dataset's length in tokens.
     """
-    import numpy as np
-
     from femtogpt.text.corpus import read_text
+    from femtogpt.text.counts import token_counts
     from femtogpt.text.tokenizer import TokenizerError
 
     tok = _load_tokenizer(model_path)
@@ -134,12 +133,7 @@ def count_tokens(model_path, dataset, as_json, top):
         ids = tok.encode_large(text)
     except TokenizerError as exc:
         raise UserError(f"--model {model_path}: {exc}") from None
-    counts = np.bincount(ids, minlength=tok.vocab_size)
-    order = np.lexsort((np.arange(tok.vocab_size), -counts))       # count descending, then id
-    shown = order if top is None else order[:top]
-    rows = [{"count": int(counts[i]), "id": int(i), "rank": r, "token": tok.token_str(i)}
-            for r, i in enumerate(shown)]
-    unknown = int(counts[tok.unk_id]) if tok.unk_id is not None else 0
+    rows, unknown = token_counts(tok, ids, top)
     if as_json:
         click.echo(json.dumps({"tokenizer": tok.summary(), "vocab_size": tok.vocab_size, "total": len(ids),
                                "unknown": unknown, "tokens": rows}, indent=1))   # ASCII: nothing raw

@@ -74,12 +74,12 @@ def _check_shapes(arrays, shapes, what):
             raise ValueError(f"{what} {n} has shape {list(arrays[n].shape)}, expected {list(shape)}")
 
 
-def session_from_fork(path):
+def checkpoint_from_fork(path):
     """Read a fork .dat file (ForkFileError on any defect) and build the equivalent Checkpoint."""
-    return session_from_fork_model(read_fork_model(path), str(path))
+    return checkpoint_from_fork_model(read_fork_model(path), str(path))
 
 
-def session_from_fork_model(fork, name):
+def checkpoint_from_fork_model(fork, name):
     """The Checkpoint of a ForkModel read from the file `name` (ForkFileError when it does not hold up)."""
     hp = checked_hyperparameters(fork, name)
     tokenizer = from_fork_tokens(fork.tokens, fork.unk_id, fork.case_sensitive, name=name)
@@ -90,3 +90,23 @@ def session_from_fork_model(fork, name):
                      **{key: {name: fork.optimizer_state[name + "_" + key] for name in reference_names(hp)}
                         for key in ("m", "v")}}
     return assemble(hp, params, tokenizer, convert_logs(fork.logs), {"seed": 0}, optimizer)
+
+
+def model_file_or_fork(path):
+    """A femtogpt ModelFile from `path`: a femtogpt model file, or else the Rust fork's .dat file read
+    as `import-fork` would. Raises ModelFileError for a femtogpt file that is damaged (or a file of
+    neither kind), and ForkFileError or TokenizerError for a fork file that does not hold up."""
+    from pathlib import Path
+
+    from femtogpt.io.model_file import ModelFileError, load_model_file
+
+    try:
+        return load_model_file(Path(path))
+    except ModelFileError as ours:
+        if not ours.foreign:
+            raise                 # a femtogpt model file, damaged or invalid: say what is wrong with it
+        try:
+            fork = read_fork_model(path)
+        except ForkFileError:
+            raise ours from None  # neither kind: report it as a femtogpt file
+        return checkpoint_from_fork_model(fork, str(path)).to_model_file()

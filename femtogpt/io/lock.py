@@ -80,16 +80,18 @@ def model_lock(path, command="write"):
         finally:
             _held[key][1] -= 1
         return
-    fd = _acquire(Path(path), lock_path(path), command)
-    _held[key] = [fd, 1]
-    try:
+    lock_file = lock_path(path)
+    try:  # from before the lock is taken: a Ctrl-C at any point still lets it go and removes the file
+        _acquire(Path(path), lock_file, command, key)
         yield
     finally:
-        del _held[key]
-        _release(fd, lock_path(path))
+        entry = _held.pop(key, None)
+        if entry is not None:
+            _release(entry[0], lock_file)
 
 
-def _acquire(path, lock_file, command):
+def _acquire(path, lock_file, command, key):
+    # registers _held[key] = [fd, 1] the moment the lock is held
     for _ in range(100):  # a retry only when a holder removed the file between our open and our lock
         try:
             fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
@@ -102,7 +104,7 @@ def _acquire(path, lock_file, command):
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise _locked_error(path, lock_file) from None
             if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                return None  # this file system has no locks: go on unlocked, as before there were locks
+                return  # this file system has no locks: go on unlocked, as before there were locks
             raise LockError(f"{path}: cannot lock it for writing: {_reason(e, lock_file.parent)}") from None
         try:
             same = os.fstat(fd).st_ino == os.stat(lock_file).st_ino
@@ -111,9 +113,10 @@ def _acquire(path, lock_file, command):
         if not same:  # the previous holder removed this file as it let go: lock the new one
             os.close(fd)
             continue
+        _held[key] = [fd, 1]
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n{command}\n".encode())
-        return fd
+        return
     raise LockError(f"{path}: cannot lock it for writing: its lock file {lock_file.name} keeps changing")
 
 

@@ -137,13 +137,14 @@ class ToyTask:
     trailer: str           # what the reference's print() appends after the dataset
     score_samples: int     # how many probes (simple_dummy: lines) `femtogpt score` judges by default
     metric: str            # what the headline score of tasks/scoring.py measures
+    needs: str = ""        # characters its probes need the tokenizer to know (not just letters)
 
 
 TASKS = {
     "simple_dummy": ToyTask(simple_dummy, "words", 8000, "\n", 200, "valid word fraction"),
-    "addition_dummy": ToyTask(addition_dummy, "lines", 8000, "\n", 100, "exact-answer accuracy"),
+    "addition_dummy": ToyTask(addition_dummy, "lines", 8000, "\n", 100, "exact-answer accuracy", "+=0123456789"),
     "simple_dummy2": ToyTask(simple_dummy2, "attempts", 50_000, "\n", 100, "mean per-action accuracy"),
-    "simple_sequence": ToyTask(simple_sequence, "groups", 2000, "", 40, "exact 14-char continuation"),
+    "simple_sequence": ToyTask(simple_sequence, "groups", 2000, "", 40, "exact 14-char continuation", "@#$%^"),
     "simple_sequence2": ToyTask(simple_sequence2, "lines", 2000, "\n", 100, "next-line accuracy"),
 }
 

@@ -76,9 +76,9 @@ def _held_stderr():
         _sink.seek(0)
         _sink.truncate()
         held, saved = _Held(), os.dup(2)
-        sys.stderr.flush()
-        os.dup2(_sink.fileno(), 2)
-        try:
+        try:  # from before the redirection: a Ctrl-C just after dup2 must still give fd 2 back
+            sys.stderr.flush()
+            os.dup2(_sink.fileno(), 2)
             yield held
         finally:
             os.dup2(saved, 2)
