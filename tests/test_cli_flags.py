@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from femtogpt.cli import cli, common
+from femtogpt.cli import cli, flags
 from tests.run_cli import run
 
 # what each command needs besides the option under test to get past its own argument checks
@@ -92,13 +92,13 @@ def test_every_numeric_option_has_a_finite_type_and_an_upper_bound_or_a_check():
     for name, param in numeric_options():
         key = (name, param.opts[0])
         if isinstance(param.type, click.types.FloatParamType):
-            assert isinstance(param.type, common.FiniteFloat), key  # click's own FloatRange passes nan
+            assert isinstance(param.type, flags.FiniteFloat), key  # click's own FloatRange passes nan
         if bounds(param)[1] is None and key not in CHECKED_IN_BODY and key not in HARMLESS_WHEN_HUGE:
             unbounded.append(key)
         if param.opts[0] == "--seed":
-            assert isinstance(param.type, common.SeedType), key
+            assert isinstance(param.type, flags.SeedType), key
         if param.opts[0] == "--threads":
-            assert isinstance(param.type, common.ThreadCount), key
+            assert isinstance(param.type, flags.ThreadCount), key
     assert not unbounded, unbounded
 
 
@@ -198,9 +198,9 @@ def _tiny_hp():
 
 
 def test_threads_beyond_the_usable_cpus_are_capped_with_a_note(workdir, monkeypatch):
-    monkeypatch.setattr(common, "usable_cpus", lambda: 1)
-    assert common.THREADS.convert("100000", None, None) == 1
-    assert common.THREADS.convert("1", None, None) == 1
+    monkeypatch.setattr(flags, "usable_cpus", lambda: 1)
+    assert flags.THREADS.convert("100000", None, None) == 1
+    assert flags.THREADS.convert("1", None, None) == 1
     monkeypatch.chdir(workdir)
     before = (workdir / "model.dat").read_bytes()
     result = run("train", "--threads", 100000, "--steps", 1, "--batch-size", 2, "--quiet")
@@ -211,7 +211,7 @@ def test_threads_beyond_the_usable_cpus_are_capped_with_a_note(workdir, monkeypa
 
 
 def test_usable_cpus_is_the_affinity_mask():
-    assert common.usable_cpus() == len(os.sched_getaffinity(0))
+    assert flags.usable_cpus() == len(os.sched_getaffinity(0))
 
 
 def test_min_lr_above_lr_is_refused_or_lowered_when_defaulted(workdir, monkeypatch):
@@ -232,7 +232,7 @@ def test_min_lr_above_lr_is_refused_or_lowered_when_defaulted(workdir, monkeypat
 
 
 def test_finite_float_keeps_the_range_and_its_open_ends():
-    t = common.FiniteFloat(0.0, 1.0, max_open=True)
+    t = flags.FiniteFloat(0.0, 1.0, max_open=True)
     assert t.convert("0.5", None, None) == 0.5
     for bad in ("1.0", "nan", "-0.1", "inf"):
         with pytest.raises(click.BadParameter):

@@ -171,12 +171,12 @@ def test_an_interrupt_swallowed_by_a_ctypes_callback_is_delivered_again(monkeypa
     # inside a callback from C (LLVM's object-cache notification while Numba compiles) a
     # KeyboardInterrupt cannot propagate: Python reports it as "unraisable" and goes on. It must come
     # back, silently, where it can stop the command.
-    from femtogpt.cli import model
+    from femtogpt.cli import interrupts as cli_interrupts
 
     redelivered = []
     real_timer = threading.Timer
-    monkeypatch.setattr(model.threading, "Timer", lambda *a: redelivered.append(a) or real_timer(*a))
-    interrupts = model._Interrupts()
+    monkeypatch.setattr(cli_interrupts.threading, "Timer", lambda *a: redelivered.append(a) or real_timer(*a))
+    interrupts = cli_interrupts._Interrupts()
     reported = []
     interrupts._unraisable = reported.append  # what would reach the default hook
     try:
@@ -208,9 +208,9 @@ def test_ctrl_c_in_any_other_command_is_one_line_and_130(workdir, monkeypatch):
 
 
 def test_an_interrupt_a_library_swallows_is_sent_again():
-    from femtogpt.cli import model
+    from femtogpt.cli import interrupts as cli_interrupts
 
-    interrupts = model._Interrupts()
+    interrupts = cli_interrupts._Interrupts()
     try:
         with pytest.raises(KeyboardInterrupt):
             try:

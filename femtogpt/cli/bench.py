@@ -4,7 +4,8 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import MAX_STEPS, THREADS, UserError, check_output_path
+from femtogpt.cli.common import UserError, check_output_path
+from femtogpt.cli.flags import MAX_STEPS, THREADS
 
 # the PyTorch reference lives in the repository (bench/torch_ref.py), not in the installed package
 DEFAULT_TORCH_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "torch_ref.py"

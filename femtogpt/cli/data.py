@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import (SEED, TOY_TASKS, FiniteFloat, UserError, check_output_path,
-                                 save_checkpoint, use_engine)
+from femtogpt.cli.common import UserError, check_output_path, save_checkpoint, use_engine
+from femtogpt.cli.flags import SEED, TOY_TASKS, FiniteFloat
 from femtogpt.cli.common import lock_model_file
 
 MAX_SIZE = 10_000_000  # dummy-data --size: 200 times the largest default; about 160 MB of text

@@ -5,9 +5,10 @@ module level (`femtogpt --help` must not load the engine).
 """
 import click
 
-from femtogpt.cli.common import (MAX_LIST, SEED, UserError, build_tokenizer_from_flags,
-                                 check_new_model_memory, check_output_path, open_checkpoint, same_file,
-                                 save_checkpoint, tokenizer_options)
+from femtogpt.cli.common import (UserError, build_tokenizer_from_flags, check_new_model_memory,
+                                 check_output_path, open_checkpoint, same_file, save_checkpoint,
+                                 tokenizer_options)
+from femtogpt.cli.flags import MAX_LIST, SEED
 from femtogpt.cli.common import lock_model_file
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import (MAX_GENERATED, MAX_LIST, SEED, FiniteFloat, TemperatureType, UserError,
-                                 check_model_memory, load_dataset_tokens, model_option, open_checkpoint,
-                                 use_engine)
+from femtogpt.cli.common import (UserError, check_model_memory, load_dataset_tokens, model_option,
+                                 open_checkpoint, use_engine)
+from femtogpt.cli.flags import MAX_GENERATED, MAX_LIST, SEED, FiniteFloat, TemperatureType
 
 
 @click.command()

@@ -4,7 +4,8 @@ import json
 
 import click
 
-from femtogpt.cli.common import MAX_LIST, UserError, model_option
+from femtogpt.cli.common import UserError, model_option
+from femtogpt.cli.flags import MAX_LIST
 
 
 @click.command()

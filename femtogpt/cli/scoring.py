@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import (MAX_LIST, SEED, TOY_TASKS, TemperatureType, UserError,
-                                 check_output_path, open_checkpoint, use_engine)
+from femtogpt.cli.common import UserError, check_output_path, open_checkpoint, use_engine
+from femtogpt.cli.flags import MAX_LIST, SEED, TOY_TASKS, TemperatureType
 
 MAX_SAMPLES = 100_000  # score --samples: 500 times the largest default
 

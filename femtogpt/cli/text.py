@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import MAX_LIST, MAX_VOCAB, UserError, check_output_path
+from femtogpt.cli.common import UserError, check_output_path
+from femtogpt.cli.flags import MAX_LIST, MAX_VOCAB
 
 
 def _warn(msg):
