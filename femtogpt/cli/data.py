@@ -1,6 +1,5 @@
 """Toy data and the first-run demo: `dummy-data NAME` and `demo`."""
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -59,46 +58,23 @@ def demo(workdir, seconds, seed):
         check_output_path(out / name, "--dir")
     lock_model_file(out / "model.dat", "demo")
     use_engine()
-    from femtogpt.config import Hyperparameters
-    from femtogpt.train.progress import TrainDisplay
-    from femtogpt.tasks.toy_data import generate_text
-    from femtogpt.model.generate import sample_text
-    from femtogpt.io.checkpoint import create
-    from femtogpt.text.build import build_tokenizer
-    from femtogpt.train.loop import TrainOptions, run_training
+    from femtogpt.tools.demo import run_demo
     from femtogpt.train.precompile import warm_up
+    from femtogpt.train.progress import TrainDisplay
 
     dataset, model_path = out / "dataset.txt", out / "model.dat"
-    text = generate_text("simple_dummy", None, seed) + "\n"
-    dataset.write_text(text)
-    click.echo(f"1/3 Wrote {dataset} ({len(text):,} characters of toy words: consonant/vowel, 4 or 6 letters).")
-    tok = build_tokenizer("ascii")
-    hp = Hyperparameters(vocab_size=tok.vocab_size, num_tokens=32, embedding_degree=64, num_layers=4,
-                         num_heads=4, pos_enc="none")
-    ckpt = create(hp, tok, seed)
-    click.echo(f"2/3 Initialised {model_path}: {hp.num_params():,} parameters (E64 L4 H4, context 32).")
-    tokens = tok.encode(text)
     live = sys.stdout.isatty()
-    warm_up(spinner=live)
-    click.echo(f"3/3 Training for {seconds:.0f} s (Ctrl-C to stop early)...")
-    deadline = time.perf_counter() + seconds
-    options = TrainOptions(steps=1_000_000, seed=seed, save_every=0)  # the deadline ends it
-    display = TrainDisplay(None, 0, 32 * hp.num_tokens, live=live)
-    try:
-        result = run_training(ckpt, tokens, options, lambda: save_checkpoint(ckpt, model_path), display,
-                              should_stop=lambda: time.perf_counter() > deadline,
-                              dataset_info={"dataset": str(dataset)})
-    except KeyboardInterrupt:
-        save_checkpoint(ckpt, model_path)
-        result = None
+    demo_run = run_demo(dataset, model_path, seed, seconds, lambda ckpt: save_checkpoint(ckpt, model_path),
+                        TrainDisplay(None, 0, 32 * 32, live=live), click.echo,
+                        before_training=lambda: warm_up(spinner=live))
+    ckpt, result = demo_run.checkpoint, demo_run.result
     last = f"; loss {result.last_loss:.4f}" if result is not None else ""
     click.echo(f"Trained {ckpt.step} steps{last}. Saved {model_path}.")
     click.echo("Samples (prompt: a newline):")
-    for k in range(3):
-        click.echo("  " + sample_text(ckpt.model, tok, 40, temperature=0.8, seed=seed + k).replace("\n", " "))
+    for line in demo_run.samples:
+        click.echo("  " + line)
     click.echo(f"Next: femtogpt train --model {model_path} --dataset {dataset} --steps 500")
     if result is not None and result.failure:
         raise UserError(result.failure)
-
 
 COMMANDS = [dummy_data, demo]
