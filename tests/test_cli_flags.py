@@ -7,7 +7,7 @@ The property tests walk `femtogpt.cli.cli.commands` and their parameters, so a n
 held to the same rules without editing this file (only BASE_ARGS, if it needs arguments to get going).
 """
 import os
-import time
+import tracemalloc
 
 import click
 import pytest
@@ -37,7 +37,7 @@ HARMLESS_WHEN_HUGE = {  # any value is fine: nothing is allocated by it
     ("train", "--threads"): "capped at the usable CPUs (test below)",
     ("bench", "--threads"): "capped at the usable CPUs (test below)",
 }
-SECONDS = 3.0  # each refusal: parsing or a check before any model is built
+PEAK_BYTES = 200e6  # a refused flag never gets to build its model or data
 
 
 def numeric_options():
@@ -70,14 +70,17 @@ def refused(workdir, monkeypatch, *args):
     quickly, and no file written. Returns the Error line."""
     monkeypatch.chdir(workdir)
     before = sorted(p.name for p in workdir.iterdir())
-    start = time.perf_counter()
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    seconds = time.perf_counter() - start
+    tracemalloc.start()  # NumPy reports its arrays here: a refused size must allocate nothing big
+    try:
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert isinstance(result.exception, SystemExit), (args, result.output, result.exception)
     assert result.exit_code in (1, 2), (args, result.output)
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in result.output, (args, result.output)
-    assert seconds < SECONDS, (args, seconds)
+    assert peak < PEAK_BYTES, (args, peak)
     assert sorted(p.name for p in workdir.iterdir()) == before, args
     return errors[0]
 

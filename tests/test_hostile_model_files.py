@@ -5,7 +5,6 @@ import dataclasses
 import json
 import math
 import re
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -49,13 +48,11 @@ def load_error(path):
 def test_hyperparameters_bigger_than_the_tensor_data_are_refused_before_allocating(base, tmp_path, change, expected):
     path = crafted(tmp_path / "big.dat", base, change)
     tracemalloc.start()
-    start = time.perf_counter()
     message = load_error(path)
-    seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert expected in message, message
-    assert seconds < 2 and peak < 20e6, (seconds, peak)  # no names built, no arrays made
+    assert peak < 20e6, peak  # no names built, no arrays made
 
 
 def test_a_model_too_big_for_this_machine_says_how_much_it_needs(base, tmp_path, monkeypatch):

@@ -233,6 +233,14 @@ def test_plot_command(tiny_model, tmp_path):
     assert r.exit_code == 1 and "no training steps" in r.output
 
 
+def test_plot_unsupported_out_format_names_out_not_the_model(tiny_model, tmp_path):
+    # an --out extension matplotlib cannot write is a fault of --out, not of the model file
+    r = run("plot", "--model", tiny_model, "--out", tmp_path / "loss.txt", ok=False)
+    last = r.output.strip().splitlines()[-1]
+    assert r.exit_code == 1 and last.startswith("Error: --out ") and "'txt' is not supported" in last
+    assert str(tiny_model) not in last and not (tmp_path / "loss.txt").exists()
+
+
 def test_plot_without_matplotlib(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     r = run("plot", "--model", tiny_model, "--out", tmp_path / "x.png", ok=False)

@@ -156,3 +156,32 @@ def test_cli_says_the_nan_message_and_the_file_keeps_the_last_good_step(tmp_path
     assert mf.optimizer["step"] == 3
     assert all(np.isfinite(t).all() for t in (*mf.tensors.values(), *mf.optimizer["m"].values(),
                                               *mf.optimizer["v"].values()))
+
+
+def test_finite_gradients_whose_squared_norm_overflows_float32_are_not_a_nan_stop(monkeypatch):
+    # sum(g^2) overflows float32 above ~1.8e19 while every gradient is finite: that is no NaN stop
+    ckpt, tokens = session()
+    ids, targets = sample_batch(tokens, 2, HP.num_tokens, 0, 0)
+    model, opt = ckpt.model, ckpt.optimizer
+    real = model.loss_and_grad
+
+    def huge_gradient(*a, **k):
+        loss = real(*a, **k)
+        model.params.grad[:2] = 3e19
+        return loss
+
+    monkeypatch.setattr(model, "loss_and_grad", huge_gradient)
+    big = np.full(2, 3e19, np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.dot(big, big))  # the squared norm overflows, every gradient is finite
+    loss, _ = train_step(model, opt, ids, targets)
+    assert np.isfinite(loss) and opt.step == 1
+
+    def nan_gradient(*a, **k):
+        loss = real(*a, **k)
+        model.params.grad[5] = np.nan
+        return loss
+
+    monkeypatch.setattr(model, "loss_and_grad", nan_gradient)
+    with pytest.raises(NonFiniteLoss, match=r"the gradients became non-finite at step 2 \(loss \d"):
+        train_step(model, opt, ids, targets)

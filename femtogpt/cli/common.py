@@ -41,7 +41,7 @@ def same_file(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def check_output_path(path, flag, force=None, inputs=(), make_folder=False):
+def check_output_path(path, flag, force=None, inputs=(), make_folder=False, model_output=False):
     """Check, before any work, that a command may write `path` (given as `flag`), or fail with one line.
 
     The path must not be one of `inputs` ((what, path) pairs, what e.g. "the --parent file": the files
@@ -49,7 +49,8 @@ def check_output_path(path, flag, force=None, inputs=(), make_folder=False):
     and be writable.
     force: the command's --force (an existing file, or a symlink to a missing one, is then written;
     without it both are refused); None for commands without --force, which replace an existing file
-    as they always have but refuse a dangling symlink.
+    as they always have but refuse a dangling symlink, and never replace a femtogpt model file unless
+    they write one (model_output).
     """
     where = f"{flag} {path}"
     p = Path(path)
@@ -67,6 +68,11 @@ def check_output_path(path, flag, force=None, inputs=(), make_folder=False):
         raise UserError(f"{where} is a directory; give a file name")
     elif p.exists() and force is False:
         raise UserError(f"{path} already exists; pass --force to overwrite it")
+    elif p.exists() and force is None and not model_output:
+        from femtogpt.io.model_file import is_model_file
+
+        if is_model_file(p):
+            raise UserError(f"{where} is a femtogpt model file; refusing to replace it (choose another name)")
     folder = target.parent
     if make_folder:
         try:

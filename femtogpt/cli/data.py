@@ -55,7 +55,7 @@ def demo(workdir, seconds, seed):
     except OSError as exc:
         raise UserError(f"--dir {workdir}: cannot create it: {exc.strerror or exc}") from None
     for name in ("dataset.txt", "model.dat"):
-        check_output_path(out / name, "--dir")
+        check_output_path(out / name, "--dir", model_output=name == "model.dat")
     lock_model_file(out / "model.dat", "demo")
     use_engine()
     from femtogpt.tools.demo import run_demo

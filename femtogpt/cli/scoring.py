@@ -108,7 +108,7 @@ def plot(models, out, smooth_window, title):
     """
     check_output_path(out, "--out", inputs=[("a --model file", path) for path in models])
     from femtogpt.io.model_file import ModelFileError, peek_header
-    from femtogpt.tools.plotting import PlotUnavailable, plot_models
+    from femtogpt.tools.plotting import PlotUnavailable, UnsupportedFormat, plot_models
 
     entries = []
     for path in models:
@@ -121,6 +121,8 @@ def plot(models, out, smooth_window, title):
                             title or ", ".join(Path(p).name for p in models) + " loss")
     except PlotUnavailable as exc:
         raise UserError(str(exc)) from None
+    except UnsupportedFormat as exc:
+        raise UserError(f"--out {out}: {exc}") from None
     except ValueError as exc:
         raise UserError(f"{', '.join(models)}: {exc}") from None
     except OSError as exc:

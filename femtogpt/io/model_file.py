@@ -164,6 +164,16 @@ def load_model_file(path) -> ModelFile:
         raise ModelFileError(f"{path}: unreadable model file ({type(e).__name__}: {printable(e, 200)})") from None
 
 
+def is_model_file(path):
+    """Does `path` start like a femtogpt model file (its first bytes only; nothing is verified)?"""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 + len(_MAGIC))
+    except OSError:
+        return False
+    return len(head) == 1 + len(_MAGIC) and 0x80 <= head[0] <= 0x8F and head[1:] == _MAGIC
+
+
 def peek_header(path) -> dict:
     """{"version", "hyperparameters" (a Hyperparameters), "tokenizer", "tokenizer_meta", "logs",
     "train_state"} without reading the tensors. Cheap, but NOT checked against the checksum: use

@@ -18,6 +18,10 @@ class PlotUnavailable(RuntimeError):
     pass
 
 
+class UnsupportedFormat(ValueError):
+    """The output file's extension names a format matplotlib cannot write (a fault of the output path)."""
+
+
 def require_matplotlib():
     """matplotlib.pyplot on the Agg backend, or PlotUnavailable with the install hint."""
     try:
@@ -96,7 +100,7 @@ def plot_series(series, out, title=None, xlabel="step", ylabel="loss", events=()
     supported = fig.canvas.get_supported_filetypes()
     try:
         if fmt not in supported:
-            raise ValueError(f"Format {fmt!r} is not supported (supported formats: {', '.join(sorted(supported))})")
+            raise UnsupportedFormat(f"Format {fmt!r} is not supported (supported formats: {', '.join(sorted(supported))})")
         write_atomically(out, lambda f: fig.savefig(f, format=fmt))
     finally:
         plt.close(fig)
