@@ -122,10 +122,10 @@ def test_ctrl_c_during_start_up_leaves_the_file_unchanged(workdir):
     train = Train(env=cold)  # during the kernel warm-up (after the "Model ..." line)
     train.wait_for(lambda: any(line.startswith("Model model.dat") for line in train.lines))
     time.sleep(0.3)
-    t0 = time.monotonic()
     train.interrupt()
     assert check_outcome(train, workdir, before) == START_UP[1]
-    assert time.monotonic() - t0 < 10  # it stops within a kernel's compilation, not after all of them
+    compiled = len(list((workdir / "cold-kernel-cache").rglob("*.nbi")))
+    assert compiled < 10, compiled  # it stopped within a kernel's compilation, not after all ~20 of them
     shutil.rmtree(workdir / "cold-kernel-cache", ignore_errors=True)
 
 
@@ -218,8 +218,6 @@ def test_an_interrupt_a_library_swallows_is_sent_again():
                 time.sleep(0.5)
             except KeyboardInterrupt:
                 pass  # a library that catches it and goes on
-            t0 = time.monotonic()
-            time.sleep(5)  # it comes back within a second or so
-        assert time.monotonic() - t0 < 2
+            time.sleep(5)  # it comes back within a second or so: the sleep ends in KeyboardInterrupt
     finally:
         interrupts.restore()
