@@ -281,3 +281,21 @@ def test_train_on_a_directory_and_with_reset_optimizer(workdir):
     assert mf.optimizer["step"] == 1  # warm-up restarted
     assert [log["kind"] for log in mf.logs].count("ResetOptimizer") == 1
     assert mf.logs[-2]["kind"] == "TrainSession" and mf.logs[-2]["dataset"] == "texts"
+
+
+def test_tokenizer_data_with_a_kind_that_ignores_it_is_an_error(workdir):
+    Path("bpe.json").write_text('["a", "b", "ab"]')
+    for kind in ("ascii", "byte"):
+        result = run("init", "--model", "x.dat", "--tokenizer", kind, "--tokenizer-data", "bpe.json", ok=False)
+        assert result.exit_code == 1 and "--tokenizer-data is read only by --tokenizer char or bpe" in result.output
+    assert not Path("x.dat").exists()
+
+
+def test_init_bpe_without_data_says_which_tokenizer_it_used(workdir):
+    result = run("init", "--model", "x.dat", "--tokenizer", "bpe", "--embedding-degree", 8, "--num-layers", 1,
+                 "--num-heads", 2, "--num-tokens", 8)
+    assert "packaged default tokenizer" in result.output and "was not read" not in result.output
+    Path("tokenizer.json").write_text(Path(__file__).resolve().parents[1].joinpath("tokenizer.json").read_text())
+    result = run("init", "--model", "y.dat", "--tokenizer", "bpe", "--embedding-degree", 8, "--num-layers", 1,
+                 "--num-heads", 2, "--num-tokens", 8)
+    assert "./tokenizer.json here was not read" in result.output

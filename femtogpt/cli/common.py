@@ -169,10 +169,18 @@ def build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserv
     from femtogpt.text.build import build_tokenizer
     from femtogpt.text.tokenizer import TokenizerError
 
+    if tokenizer_data is not None and tokenizer not in ("char", "bpe"):
+        raise UserError(f"--tokenizer-data is read only by --tokenizer char or bpe, not {tokenizer}; "
+                        f"add --tokenizer bpe (a tokenizer JSON) or --tokenizer char (a text corpus)")
     if tokenizer == "char" and tokenizer_data is None:
         if not Path("dataset.txt").exists():
             raise UserError("--tokenizer char needs --tokenizer-data (a text file or directory)")
         tokenizer_data = "dataset.txt"  # the reference's default
+    if tokenizer == "bpe" and tokenizer_data is None:
+        local = " (./tokenizer.json here was not read: pass --tokenizer-data tokenizer.json for it)" \
+            if Path("tokenizer.json").is_file() else ""
+        click.echo(f"note: --tokenizer bpe without --tokenizer-data uses femtogpt's packaged default "
+                   f"tokenizer{local}", err=True)
     try:
         tok = build_tokenizer(tokenizer, tokenizer_data, case_insensitive=not case_sensitive,
                               reserve_tokens=reserve_tokens, max_vocab=max_vocab)
