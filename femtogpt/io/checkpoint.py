@@ -110,8 +110,11 @@ def build_bytes(hp, optimizer=True):
 
 
 def model_tokenizer(mf):
-    """The tokenizer a validated ModelFile stores, rebuilt; it must have exactly vocab_size tokens (the
-    embedding's rows). Any problem is a one-line ModelFileError naming the file."""
+    """The tokenizer a validated ModelFile stores (the one the loader built while checking it, else
+    rebuilt); it must have exactly vocab_size tokens (the embedding's rows). Any problem is a one-line
+    ModelFileError naming the file."""
+    if mf.checked_tokenizer is not None:
+        return mf.checked_tokenizer
     try:
         return TextTokenizer.from_json(mf.tokenizer, mf.tokenizer_meta, vocab_size=mf.hp.vocab_size)
     except TokenizerError as e:

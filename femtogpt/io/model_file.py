@@ -62,6 +62,8 @@ class ModelFile:
     logs: list = field(default_factory=list)             # [{"id", "kind", **fields}], oldest first
     train_state: dict = field(default_factory=dict)      # what an exact resume needs: seed, RNG, data cursor
     source: str | None = field(default=None, compare=False)  # the file it was loaded from, for messages
+    checked_tokenizer: object = field(default=None, compare=False, repr=False)  # loaded: the TextTokenizer
+    #   the loader built from `tokenizer` while checking it (io/checkpoint.model_tokenizer reuses it)
 
 
 # ---------------------------------------------------------------- save
@@ -303,7 +305,7 @@ def _from_map(obj, source=None):
     if unknown:
         raise _Defect(f"unknown top-level key(s) {_names(unknown)}")
     hp, tokenizer, meta, logs, train_state = _check_header(obj)
-    check_tokenizer(tokenizer, meta, hp)
+    text_tokenizer = check_tokenizer(tokenizer, meta, hp)
     check_count(obj["tensors"], hp, "tensor")  # before a name is built: num_layers may be 10**7
     shapes = tensor_shapes(hp)
     tensors = _decode_tensors(obj["tensors"], shapes, "tensor")
@@ -317,4 +319,4 @@ def _from_map(obj, source=None):
         optimizer = {"step": step, "m": _decode_tensors(optimizer["m"], shapes, "optimizer m tensor"),
                      "v": _decode_tensors(optimizer["v"], shapes, "optimizer v tensor", nonnegative=True)}
     return ModelFile(hp=hp, tokenizer=tokenizer, tensors=tensors, tokenizer_meta=meta, optimizer=optimizer,
-                     logs=logs, train_state=train_state, source=source)
+                     logs=logs, train_state=train_state, source=source, checked_tokenizer=text_tokenizer)
