@@ -7,16 +7,21 @@ from femtogpt.model.gpt import GPT
 from femtogpt.engine.params import Parameters
 
 
-def make_test_model(dtype=np.float64, seed=0, **kw):
-    hp = Hyperparameters(**{"vocab_size": 11, "num_tokens": 4, "embedding_degree": 8,
-                            "num_layers": 1, "num_heads": 2, "pos_enc": "none", **kw})
-    model = GPT(hp, Parameters(hp, dtype).init_reference(seed))
+def spread_weights(params, seed):
+    """Rescale the reference init in place: LayerNorm gains 1 + N(0, 0.3), biases N(0, 0.1), weights x20."""
     rng = np.random.default_rng(seed)
-    for name, view in model.params.named().items():
+    for name, view in params.named().items():
         if name.endswith("_coeff"):
             view[...] = 1.0 + 0.3 * rng.standard_normal(view.shape)
         elif name.endswith("_bias"):
             view[...] = 0.1 * rng.standard_normal(view.shape)
         else:
             view *= 20.0
+
+
+def make_test_model(dtype=np.float64, seed=0, **kw):
+    hp = Hyperparameters(**{"vocab_size": 11, "num_tokens": 4, "embedding_degree": 8,
+                            "num_layers": 1, "num_heads": 2, "pos_enc": "none", **kw})
+    model = GPT(hp, Parameters(hp, dtype).init_reference(seed))
+    spread_weights(model.params, seed)
     return model

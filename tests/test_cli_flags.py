@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from femtogpt.cli import cli, flags
-from tests.run_cli import run
+from tests.run_cli import run, tiny_model_folder
 
 # what each command needs besides the option under test to get past its own argument checks
 BASE_ARGS = {
@@ -53,16 +53,7 @@ OPTIONS = [pytest.param(name, param, id=f"{name} {param.opts[0]}") for name, par
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A folder with a tiny model.dat and dataset.txt, so that commands get as far as their checks."""
-    d = tmp_path_factory.mktemp("flags")
-    cwd = os.getcwd()
-    os.chdir(d)
-    try:
-        (d / "dataset.txt").write_text("hello world, hello femtogpt. " * 40)
-        run("init", "--embedding-degree", 8, "--num-layers", 1, "--num-heads", 2, "--num-tokens", 8,
-            "--seed", 1)
-    finally:
-        os.chdir(cwd)
-    return d
+    return tiny_model_folder(tmp_path_factory.mktemp("flags"))
 
 
 def refused(workdir, monkeypatch, *args):

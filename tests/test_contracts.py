@@ -116,12 +116,16 @@ def test_a_backward_that_modifies_its_dout_raises(checks):
         g.backward(loss)
 
 
+def two_layer_batch(seed):
+    """A 2-layer test model and one (2, 4) batch of ids and targets."""
+    rng = np.random.default_rng(seed)
+    return make_test_model(num_layers=2), rng.integers(0, 11, (2, 4)), rng.integers(0, 11, (2, 4))
+
+
 def test_a_saved_array_overwritten_between_forward_and_backward_raises(checks):
     # the attention output is read by the projection's backward (MatMul keeps its input x): sharing
     # it between layers, as proj and ff2 outputs are shared, would hand layer 0 layer 1's values
-    model = make_test_model(num_layers=2)
-    rng = np.random.default_rng(0)
-    ids, targets = rng.integers(0, 11, (2, 4)), rng.integers(0, 11, (2, 4))
+    model, ids, targets = two_layer_batch(0)
     model.loss(Graph(record=False), ids, targets)
     shared = {}
     for fn in model._programs[(2, 4, 0)].ops["attn"]:
@@ -135,9 +139,7 @@ def test_a_saved_array_overwritten_between_forward_and_backward_raises(checks):
 def test_corrupting_a_shared_gradient_buffer_between_forward_and_backward_raises(checks):
     # the residual LayerNorm of layer 1 hands layer 0's output its gradient in its grad store's "da";
     # scribbling on that buffer (as a misplaced op sharing the store would) fails at the consumer
-    model = make_test_model(num_layers=2)
-    rng = np.random.default_rng(1)
-    ids, targets = rng.integers(0, 11, (2, 4)), rng.integers(0, 11, (2, 4))
+    model, ids, targets = two_layer_batch(1)
     g = Graph()
     loss = model.loss(g, ids, targets)
     prog = model._programs[(2, 4, 0)]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from femtogpt.io.checkpoint import load
+from tests.models import spread_weights
 from tests.run_cli import run
 
 T = 8
@@ -17,14 +18,7 @@ def model_file(tmp_path_factory):
     run("init", "--model", path, "--embedding-degree", 16, "--num-layers", 2, "--num-heads", 2,
         "--num-tokens", T, "--seed", 3)
     ckpt = load(path)
-    rng = np.random.default_rng(0)
-    for name, view in ckpt.model.params.named().items():
-        if name.endswith("_coeff"):
-            view[...] = 1.0 + 0.3 * rng.standard_normal(view.shape)
-        elif name.endswith("_bias"):
-            view[...] = 0.1 * rng.standard_normal(view.shape)
-        else:
-            view *= 20.0
+    spread_weights(ckpt.model.params, 0)
     ckpt.save(path)
     return path
 

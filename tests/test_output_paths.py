@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from femtogpt.cli import cli, common
 from tests.fixture_paths import FORK_FIXTURES
-from tests.run_cli import run
+from tests.run_cli import run, tiny_model_folder
 
 # each command that writes a file, with OUT where its output path goes
 WRITERS = {
@@ -34,16 +34,9 @@ WRITERS = {
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("outputs")
-    cwd = os.getcwd()
-    os.chdir(d)
-    try:
-        (d / "dataset.txt").write_text("hello world, hello femtogpt. " * 40)
-        (d / "afile.txt").write_text("a regular file, not a folder")
-        shutil.copy(FORK_FIXTURES / "tiny_abs.dat", d / "fork.dat")
-        run("init", "--embedding-degree", 8, "--num-layers", 1, "--num-heads", 2, "--num-tokens", 8, "--seed", 1)
-    finally:
-        os.chdir(cwd)
+    d = tiny_model_folder(tmp_path_factory.mktemp("outputs"))
+    (d / "afile.txt").write_text("a regular file, not a folder")
+    shutil.copy(FORK_FIXTURES / "tiny_abs.dat", d / "fork.dat")
     return d
 
 
