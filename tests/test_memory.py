@@ -6,7 +6,7 @@ import pytest
 
 from femtogpt.config import Hyperparameters
 from femtogpt.model.buffers import parameter_buffers, step_buffers, total_bytes
-from femtogpt.model.memory import ModelTooLarge, available_bytes, check_fits, model_bytes, training_bytes
+from femtogpt.model.memory import ModelTooLarge, check_fits, model_bytes, training_bytes
 
 HP = Hyperparameters(vocab_size=50, num_tokens=16, embedding_degree=32, num_layers=2, num_heads=4)
 
