@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -220,3 +221,34 @@ def test_an_interrupt_a_library_swallows_is_sent_again():
             time.sleep(5)  # it comes back within a second or so: the sleep ends in KeyboardInterrupt
     finally:
         interrupts.restore()
+
+
+def test_after_an_interrupt_llvmlite_clean_up_errors_are_dropped_and_others_still_reported():
+    # a Ctrl-C inside llvmlite can cut an object's __init__ short; freeing it at exit then raises in
+    # its __del__ (AttributeError '_as_parameter_'), which Python would print as "Exception ignored"
+    from femtogpt.cli import interrupts as cli_interrupts
+
+    def unraisable_from(filename, exc_type=AttributeError):
+        code = compile(f"raise {exc_type.__name__}('x')", filename, "exec")
+        try:
+            exec(code)
+        except BaseException as exc:
+            return types.SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__,
+                                         err_msg="Exception ignored in", object=None)
+
+    llvm = unraisable_from(os.path.join(os.sep, "venv", "llvmlite", "binding", "ffi.py"))
+    other = unraisable_from(os.path.join(os.sep, "venv", "somelib", "x.py"))
+    interrupts = cli_interrupts._Interrupts()
+    reported = []
+    interrupts._unraisable = reported.append
+    try:
+        interrupts._on_unraisable(llvm)  # no interrupt yet: a real error, reported
+        interrupts.sent = 1  # a KeyboardInterrupt was sent up
+        interrupts._on_unraisable(llvm)
+        interrupts._on_unraisable(other)
+        assert reported == [llvm, other]
+        interrupts.restore(exiting=True)
+        assert sys.unraisablehook == interrupts._on_unraisable  # it stays for the exit's clean-up
+    finally:
+        interrupts.restore()
+        sys.unraisablehook = sys.__unraisablehook__

@@ -25,7 +25,9 @@ class _Interrupts:
     A KeyboardInterrupt can be lost on its way up: raised inside a ctypes callback from LLVM while Numba
     compiles (Python reports it as "unraisable" and goes on), or caught by a library. So each one sent
     up is sent again if it has not arrived (`arrived`) a moment later: at once when the unraisable hook
-    below sees it swallowed (its report is dropped), after a second otherwise."""
+    below sees it swallowed (its report is dropped), after a second otherwise. An interrupt inside LLVM
+    can also leave a half-built llvmlite object whose clean-up fails later, at exit: after a Ctrl-C
+    those reports are dropped too (the hook stays installed through the exit)."""
 
     def __init__(self):
         self.phase = "starting"  # then "training", then "done"
@@ -71,6 +73,8 @@ class _Interrupts:
         timer.start()
 
     def _on_unraisable(self, unraisable):
+        if self.sent and unraisable.exc_type is not KeyboardInterrupt and _llvm_object_cut_short(unraisable):
+            return  # an LLVM object whose construction the interrupt cut short fails to clean up: noise
         if self.sent == 0 or self.arrived or not issubclass(unraisable.exc_type, KeyboardInterrupt):
             return self._unraisable(unraisable)
         self._send_again(0.01)  # swallowed on its way: send it again at once
@@ -81,7 +85,8 @@ class _Interrupts:
         self.arrived = True  # nothing more is sent again
         if self._previous is not None:
             signal.signal(signal.SIGINT, signal.SIG_IGN if exiting else self._previous)
-            sys.unraisablehook = self._unraisable
+            if not (exiting and self.sent):  # exiting after an interrupt: the hook stays, for the clean-up
+                sys.unraisablehook = self._unraisable
 
     def training(self, checkpoint):
         self.phase, self.checkpoint, self.start_step = "training", checkpoint, checkpoint.step
@@ -111,6 +116,17 @@ class _Interrupts:
             return f"{verb} after saving step {saved}; {path} holds every step of this run."
         return (f"Aborted without saving the last {ckpt.step - saved} step(s); {path} holds step {saved}, "
                 f"its last save.")
+
+
+def _llvm_object_cut_short(unraisable):
+    """True for the error llvmlite raises when it frees an object whose __init__ a KeyboardInterrupt cut
+    short (e.g. AttributeError '_as_parameter_' in ObjectRef.__del__, at the exit after the Ctrl-C)."""
+    tb = unraisable.exc_traceback
+    while tb is not None:
+        if f"{os.sep}llvmlite{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _file_identity(path):
