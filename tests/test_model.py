@@ -127,27 +127,35 @@ hp = Hyperparameters(vocab_size=30, num_tokens=64, embedding_degree=64, num_laye
 model = GPT(hp, Parameters(hp).init_reference(7))
 opt = AdamW(model.params, OptimizerConfig(warmup=2))
 tokens = np.random.default_rng(0).integers(0, 30, 5000)
-losses = []
-for step in range(10):
-    ids, targets = sample_batch(tokens, 32, 64, seed=7, step=step)
-    losses.append(train_step(model, opt, ids, targets, dropout=0.1, seed=7)[0])
 import hashlib
-print(" ".join(np.float32(x).tobytes().hex() for x in losses),
-      hashlib.sha256(model.params.data.tobytes()).hexdigest())
+from femtogpt.engine.runtime import engine_threads
+with engine_threads(int(sys.argv[1])):
+    for units in (2, 5):  # 5: units of 6 and 7 sequences, more units than 2 or 3 threads
+        losses = []
+        for step in range(10):
+            ids, targets = sample_batch(tokens, 32, 64, seed=7, step=step)
+            losses.append(train_step(model, opt, ids, targets, dropout=0.1, seed=7, units=units)[0])
+        print(" ".join(np.float32(x).tobytes().hex() for x in losses),
+              hashlib.sha256(model.params.data.tobytes()).hexdigest(),
+              hashlib.sha256(opt.m.tobytes() + opt.v.tobytes()).hexdigest())
 """
 
 
-def test_same_seed_same_losses_for_any_thread_count():
-    outputs = []
-    # 4: each batch shard's kernels and products use 2 threads; workqueue: Numba's fallback
-    # threading layer, which aborts if two threads launch kernels at once, so shards take turns
-    for threads, layer in (("1", "default"), ("2", "default"), ("4", "default"), ("2", "workqueue")):
+def test_same_seed_same_bits_for_any_thread_count():
+    # the batch's units go to whichever thread is free, so which thread runs which unit changes from
+    # run to run; the weights, the moments and every loss must not. 16 threads oversubscribe 2 cores;
+    # with 2 units and 4+ threads each unit's kernels and products run on several threads;
+    # workqueue: Numba's fallback threading layer, which aborts if two threads launch kernels at
+    # once, so the units take turns
+    outputs = {}
+    for threads, layer in (("1", "default"), ("2", "default"), ("3", "default"), ("4", "default"),
+                           ("8", "default"), ("16", "default"), ("2", "workqueue")):
         env = {**os.environ, "NUMBA_NUM_THREADS": threads, "NUMBA_THREADING_LAYER": layer}
-        out = subprocess.run([sys.executable, "-c", _TEN_STEPS], env=env, check=True,
-                             capture_output=True, text=True).stdout
-        outputs.append(out)
-    assert outputs[0] == outputs[1] == outputs[2] == outputs[3]
-    assert len(outputs[0].split()) == 11
+        outputs[threads, layer] = subprocess.run([sys.executable, "-c", _TEN_STEPS, threads], env=env,
+                                                 check=True, capture_output=True, text=True).stdout
+    assert len(set(outputs.values())) == 1, outputs
+    two, five = outputs["1", "default"].splitlines()
+    assert len(two.split()) == 12 and two != five  # the unit count is part of the result
 
 
 def test_shared_backward_buffers_and_stale_gradients_do_not_change_results():
@@ -186,8 +194,8 @@ def test_sharded_loss_and_grad_equal_the_whole_batch(batch):
     model.params.grad[...] = 1e6  # stale values must be overwritten, in every shard buffer too
     for k in range(1, 2):
         if batch > k:
-            model.params.shard_tensors(k)
-            model.params.shard_grad(k)[...] = -1e6
+            model.params.unit_tensors(k)
+            model.params.unit_grad(k)[...] = -1e6
     loss = model.loss_and_grad(ids, targets)
     assert loss == pytest.approx(float(whole.data), rel=1e-12)
     assert model.mean_loss(ids, targets) == pytest.approx(float(whole.data), rel=1e-12)
@@ -249,30 +257,38 @@ def test_op_profile_times_every_op_of_a_step():
     assert table.count("\n") == len(prof.seconds) and "MatMul.backward" in table
 
 
-def test_run_split_waits_for_every_task_when_one_fails():
+def test_run_units_folds_in_unit_order_and_waits_for_every_unit_when_one_fails():
     import threading
     import time
 
     import numba
 
-    from femtogpt.engine.threads import run_split
+    from femtogpt.engine.threads import run_units
+
+    def run(k, worker):
+        if k == 0:
+            time.sleep(0.2)  # unit 0 finishes last: the others must wait for it to be folded
+        return k * 10
+
+    folded = []
+    before = numba.get_num_threads()
+    assert run_units(5, run, lambda k, r: folded.append((k, r))) == [0, 10, 20, 30, 40]
+    assert folded == [(0, 0), (1, 10), (2, 20), (3, 30), (4, 40)]
+    assert numba.get_num_threads() == before
 
     finished = threading.Event()
 
-    def slow():
-        time.sleep(0.2)
+    def fails_or_slow(k, worker):
+        if k == 0:
+            time.sleep(0.1)  # unit 1 has started meanwhile, on the other thread
+            raise ValueError("bad unit")
+        time.sleep(0.3)
         finished.set()
-        return 2
 
-    def fails():
-        raise ValueError("bad shard")
-
-    before = numba.get_num_threads()
-    with pytest.raises(ValueError, match="bad shard"):
-        run_split([fails, slow])
-    assert finished.is_set() or before < 2  # with one thread the tasks run in order and stop early
+    with pytest.raises(ValueError, match="bad unit"):
+        run_units(2, fails_or_slow, lambda k, r: None)
+    assert finished.is_set() or before < 2  # a unit that started has ended; one thread stops at the failure
     assert numba.get_num_threads() == before
-    assert run_split([lambda: 1, slow]) == [1, 2]
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2])

@@ -73,10 +73,10 @@ def bench(configs, steps, threads, with_torch, torch_script, profile, out):
 
 
 def profile_table(ops):
-    """Indented lines: each op's thread time in ms per step (both shards' threads summed), largest first."""
+    """Indented lines: each op's thread time in ms per step (both units' threads summed), largest first."""
     per_op = ops["op_s_per_step"]
     total = sum(per_op.values())
-    lines = [f"    per op, ms per step summed over the shards' threads "
+    lines = [f"    per op, ms per step summed over the units' threads "
              f"(wall {ops['wall_s_per_step'] * 1000:.1f} ms per profiled step):"]
     for key, seconds in sorted(per_op.items(), key=lambda kv: -kv[1]):
         lines.append(f"    {key:32s} {seconds * 1000:9.2f} {100 * seconds / total:5.1f}%")

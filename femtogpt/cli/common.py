@@ -87,13 +87,16 @@ def check_output_path(path, flag, force=None, inputs=(), make_folder=False, mode
         raise UserError(f"{where}: the directory {folder} is not writable")
 
 
-def check_model_memory(hp, batch_size, what, dropout=False, loaded=False, hint=""):
+def check_model_memory(hp, batch_size, what, dropout=False, loaded=False, hint="", units=None, workers=None):
     """Fail with one line, before anything is allocated, when training `hp` at `batch_size` needs more
     memory than this process may use (model/memory.py). loaded: the parameters and AdamW's moments
-    are already in memory (count only what a step adds)."""
+    are already in memory (count only what a step adds). units, workers: how the batch is cut and how many
+    threads run its units (defaults: model/gpt.py's unit count, and the most any thread count needs)."""
     from femtogpt.model.memory import ModelTooLarge, check_fits, model_bytes, training_bytes
 
-    needed = training_bytes(hp, batch_size, dropout=dropout)
+    from femtogpt.model.gpt import DEFAULT_UNITS
+
+    needed = training_bytes(hp, batch_size, dropout=dropout, units=units or DEFAULT_UNITS, workers=workers)
     if hp.pos_enc == "absolute":
         needed += hp.num_tokens * hp.embedding_degree * 20  # the sinusoid table and its float temporaries
     if loaded:

@@ -42,6 +42,7 @@ MAX_STEPS = 10**9          # --steps, --warmup, --decay-steps, --save-every, ...
 MAX_GENERATED = 10**7      # tokens generated in one go (infer --count, train --sample-len)
 MAX_VOCAB = 1_000_000      # --vocab-size, --reserve-tokens, --max-vocab: a vocabulary is at most this
 MAX_LIST = 10**9           # --limit, --top, --top-k: lines or tokens kept; any larger value keeps all
+MAX_UNITS = 64             # train --units: work units a batch is cut into
 SEED_MAX = 2**63 - 1       # seeds are 0..2**63-1 everywhere (NumPy refuses negative seeds; see SeedType)
 
 

@@ -13,7 +13,7 @@ import click
 from femtogpt.cli.common import (UserError, build_tokenizer_from_flags, check_model_memory,
                                  check_new_model_memory, check_output_path, load_dataset_tokens, model_option,
                                  open_checkpoint, save_checkpoint, tokenizer_options, use_engine)
-from femtogpt.cli.flags import MAX_GENERATED, MAX_STEPS, POS_ENCODINGS, SEED, THREADS, FiniteFloat
+from femtogpt.cli.flags import MAX_GENERATED, MAX_STEPS, MAX_UNITS, POS_ENCODINGS, SEED, THREADS, FiniteFloat
 from femtogpt.cli.common import lock_model_file
 from femtogpt.cli.interrupts import interruptible
 
@@ -75,7 +75,7 @@ def _learning_rate_floor(lr, min_lr):
     raise UserError(f"--min-lr {min_lr:g} is above --lr {lr:g}: the floor must not exceed the peak")
 
 
-def _check_training_memory(model_path, batch_size, dropout):
+def _check_training_memory(model_path, batch_size, dropout, units):
     """Refuse, before the model is loaded, a --batch-size this machine cannot train the model at. A
     file that cannot be read is left to open_checkpoint to report."""
     from femtogpt.io.model_file import ModelFileError, peek_header
@@ -84,8 +84,11 @@ def _check_training_memory(model_path, batch_size, dropout):
         hp = peek_header(model_path)["hyperparameters"]
     except ModelFileError:
         return
+    import numba
+
     check_model_memory(hp, batch_size, f"--batch-size {batch_size}: training {model_path}",
-                       dropout=dropout > 0, hint="; try a smaller --batch-size")
+                       dropout=dropout > 0, hint="; try a smaller --batch-size", units=units,
+                       workers=numba.get_num_threads())
 
 
 @click.command()
@@ -95,6 +98,10 @@ def _check_training_memory(model_path, batch_size, dropout):
 @click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=100_000, help="Steps in this invocation.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32,
               help="Windows of T+1 tokens per step (checked against this machine's memory first).")
+@click.option("--units", type=click.IntRange(1, MAX_UNITS), default=2, show_default=True,
+              help="Work units each batch is cut into; the threads (and MPI processes) take them as they "
+                   "free up. Like --batch-size it is part of the result, --threads never is. More units: "
+                   "work for more cores and less memory, one more pass over the gradients per unit.")
 @click.option("--dropout", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.0,
               help="Dropout on attention probabilities and after each attention projection.")
 @click.option("--lr", type=FiniteFloat(0.0, 10.0), default=1e-3, help="Peak learning rate.")
@@ -124,7 +131,7 @@ def _check_training_memory(model_path, batch_size, dropout):
 @click.option("--threads", type=THREADS, default=None,
               help="Worker threads, at most the CPUs this process may use [default: one per physical core].")
 @interruptible
-def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, decay_steps, seed,
+def train(model_path, dataset, steps, batch_size, units, dropout, lr, min_lr, warmup, decay_steps, seed,
           save_every, save_minutes, keep_best, val_fraction, eval_every, sample_every, sample_len, quiet,
           reset_optimizer, threads, interrupts):
     """Train the model on a dataset, resuming exactly from the file's state.
@@ -144,7 +151,7 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     min_lr = _learning_rate_floor(lr, min_lr)
     if Path(model_path).exists():
         check_output_path(model_path, "--model", force=True)  # its saves must be able to land
-    _check_training_memory(model_path, batch_size, dropout)
+    _check_training_memory(model_path, batch_size, dropout, units)
     lock_model_file(model_path, "train")  # held from before loading to after the last save
     ckpt = open_checkpoint(model_path)
     from femtogpt.config import OptimizerConfig
@@ -162,7 +169,7 @@ def train(model_path, dataset, steps, batch_size, dropout, lr, min_lr, warmup, d
     if val_fraction and not eval_every:
         eval_every = 100
     options = TrainOptions(steps=steps, seed=ckpt.seed if seed is None else seed,
-                           batch_size=batch_size, dropout=dropout, save_every=save_every,
+                           batch_size=batch_size, units=units, dropout=dropout, save_every=save_every,
                            save_minutes=save_minutes, val_fraction=val_fraction, eval_every=eval_every,
                            sample_every=sample_every, sample_len=sample_len)
     dataset_info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}

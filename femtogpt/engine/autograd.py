@@ -56,7 +56,7 @@ class ContractError(RuntimeError):
 
 class OpProfile:
     """Seconds spent in each op's forward and backward, by op class, summed over every call and over
-    the threads of the batch shards (each call's wall time on its own thread; the shards overlap, so
+    the threads of the batch's units (each call's wall time on its own thread; the units overlap, so
     the sum exceeds the step's wall time)."""
 
     def __init__(self):

@@ -99,21 +99,21 @@ class Parameters:
     def size(self):
         return self.data.size
 
-    def shard_tensors(self, k):
-        """Leaves over the same values whose gradients go to batch shard k's own flat buffer
-        (k = 0: `grad` itself), so shards can run their backward passes at the same time."""
+    def unit_tensors(self, k):
+        """Leaves over the same values whose gradients go to flat buffer k (k = 0: `grad` itself), so
+        the work units of a batch can run their backward passes at the same time."""
         if k == 0:
             return self.tensors
-        shards = self.__dict__.setdefault("_shards", {})
-        if k not in shards:
+        units = self.__dict__.setdefault("_units", {})
+        if k not in units:
             grads = FlatBuffers(self.hp, self.dtype)
-            shards[k] = (grads.flat, {name: Tensor(self.values.views[name], requires_grad=True, name=name,
+            units[k] = (grads.flat, {name: Tensor(self.values.views[name], requires_grad=True, name=name,
                                                    grad=grads.views[name]) for name, _ in self.values.layout})
-        return shards[k][1]
+        return units[k][1]
 
-    def shard_grad(self, k):
-        """Shard k's flat gradient buffer (after `shard_tensors(k)`)."""
-        return self.grad if k == 0 else self._shards[k][0]
+    def unit_grad(self, k):
+        """Flat gradient buffer k (after `unit_tensors(k)`)."""
+        return self.grad if k == 0 else self._units[k][0]
 
     def named(self):
         """{reference name: value view}: write into these to load a file."""

@@ -5,10 +5,12 @@ machine a woken thread may wait a whole scheduler slice: a tiny model ran 100x s
 threads than with 1. Every kernel gives the same bits for any thread count, so switching changes
 speed only. Usage: `t = Threads(); t.set_for(n_elements); ...; t.restore()`, or `with serial_if_small(n):`.
 
-`run_split(tasks)` runs independent tasks (the model's batch shards) side by side, each with its
-share of the threads; with one thread it runs them one after another, with the same results.
+`run_units(count, run, fold)` runs the work units of a step (the model's batch units) on a pool of
+threads that take the next unit as they free up, and folds their results in unit order; with one
+thread it runs them one after another, with the same results.
 """
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
@@ -46,7 +48,6 @@ def serial_if_small(size):
         threads.restore()
 
 
-_shard_pool = None
 _concurrent_ok = None
 
 
@@ -60,28 +61,6 @@ def concurrent_kernels_ok():
     return _concurrent_ok
 
 
-def run_split(tasks):
-    """[task() for task in tasks], run concurrently when Numba has a thread per task (each task's
-    kernels then get threads // len(tasks) threads; the calling thread runs the first task). Under
-    a threading layer that is not thread-safe the tasks run one after another (same results)."""
-    global _shard_pool
-    full = numba.get_num_threads()
-    if full < 2 or len(tasks) < 2 or not concurrent_kernels_ok():
-        return [task() for task in tasks]
-    share = max(1, full // len(tasks))
-
-    def with_share(task):
-        numba.set_num_threads(share)  # per thread: the setting is thread-local
-        return task()
-
-    if _shard_pool is None or _shard_pool._max_workers < len(tasks) - 1:
-        _shard_pool = ThreadPoolExecutor(max_workers=len(tasks) - 1, thread_name_prefix="femtogpt-shard")
-    try:
-        return run_alongside(_shard_pool, [functools.partial(with_share, task) for task in tasks])
-    finally:
-        numba.set_num_threads(full)
-
-
 def run_alongside(pool, tasks):
     """[task() for task in tasks]: tasks[1:] on `pool`, tasks[0] on the calling thread. Returns only
     when every task has finished, even when one failed: no task may still write after we return."""
@@ -91,3 +70,76 @@ def run_alongside(pool, tasks):
     finally:
         wait(futures)
     return [first] + [f.result() for f in futures]
+
+
+_unit_pool = None
+
+
+def run_units(count, run, fold):
+    """Run `run(k, worker)` for every work unit k in range(count) and `fold(k, result)` for each in
+    the order k = 0, 1, ..., count - 1; returns [result for each k].
+
+    The units go to min(threads, count) workers (the calling thread is worker 0, `worker` names the
+    one running a unit, for its own buffers), each taking the next unit as soon as it is free, so a
+    core that another process keeps busy only takes fewer units. Each worker's kernels get
+    threads // workers threads. `fold` runs on whichever worker completes the next unit of the
+    order, one at a time: its order, like the units themselves, never depends on the thread count.
+    Under a threading layer that is not thread-safe the units run one after another (same results)."""
+    global _unit_pool
+    full = numba.get_num_threads()
+    workers = min(full, count)
+    if workers < 2 or not concurrent_kernels_ok():
+        results = []
+        for k in range(count):
+            results.append(run(k, 0))
+            fold(k, results[k])
+        return results
+    share = max(1, full // workers)
+    results, done = [None] * count, {}
+    state = {"next_unit": 0, "next_fold": 0, "failed": False}
+    lock, fold_lock = threading.Lock(), threading.Lock()
+
+    def take():
+        with lock:
+            k = state["next_unit"]
+            if k >= count or state["failed"]:
+                return None
+            state["next_unit"] = k + 1
+            return k
+
+    def worker(w):
+        numba.set_num_threads(share)  # per thread: the setting is thread-local
+        try:
+            while (k := take()) is not None:
+                results[k] = run(k, w)
+                with lock:
+                    done[k] = True
+                if fold_lock.acquire(blocking=False):  # else the holder (or a later one) folds it
+                    try:
+                        _fold_ready(state, done, results, fold, lock)
+                    finally:
+                        fold_lock.release()
+        except BaseException:
+            with lock:
+                state["failed"] = True
+            raise
+
+    if _unit_pool is None or _unit_pool._max_workers < workers - 1:
+        _unit_pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="femtogpt-unit")
+    try:
+        run_alongside(_unit_pool, [functools.partial(worker, w) for w in range(workers)])
+    finally:
+        numba.set_num_threads(full)
+    _fold_ready(state, done, results, fold, lock)  # units whose fold no worker was free to take
+    return results
+
+
+def _fold_ready(state, done, results, fold, lock):
+    """Fold the completed units that come next in order."""
+    while True:
+        with lock:
+            k = state["next_fold"]
+            if not done.get(k):
+                return
+            state["next_fold"] = k + 1
+        fold(k, results[k])

@@ -15,7 +15,7 @@ import secrets
 import numpy as np
 
 INIT = "Init"                       # hyperparameters, seed
-TRAIN_SESSION = "TrainSession"      # dropout, seed, batch_size, start_step, dataset, dataset_hash, val_fraction
+TRAIN_SESSION = "TrainSession"      # dropout, seed, batch_size, units, processes, start_step, dataset, dataset_hash, val_fraction
 TRAIN_STEP = "TrainStep"            # step, loss, elapsed_ms, lr
 INSERT_LAYER = "InsertLayer"        # index, init
 RESET_OPTIMIZER = "ResetOptimizer"
@@ -65,6 +65,7 @@ _LOSS = _number(nan=True)           # NaN is a loss that was seen (the run stopp
 FIELDS = {
     INIT: {"hyperparameters": _MAP, "seed": _SEED},
     TRAIN_SESSION: {"dropout": _number(0.0, 1.0), "seed": _SEED, "batch_size": _integer(1),
+                    "units": _integer(1), "processes": _integer(1),
                     "start_step": _STEP, "dataset": _STR, "dataset_hash": _STR, "hash_kind": _STR,
                     "val_fraction": _number(0.0, 1.0)},
     TRAIN_STEP: {"step": _STEP, "loss": _LOSS, "elapsed_ms": _integer(), "lr": _number(0.0)},

@@ -1,28 +1,30 @@
 """Every array a training step allocates, listed in one place (llm.c's act_sizes and param_sizes).
 
 `step_buffers` lists what the Functions of `loss_and_grad` allocate (once, then reused every step):
-per batch shard, each op's forward buffers and the backward buffers of the gradient sets that layers
-share (model/tape.py). `parameter_buffers` lists the flat arrays of the parameters and AdamW. Names
-are `shard{k}.{op}.{buffer}`, with `{op}` = `{site}{l}` for an op of layer l, `{site}` for an output
-all layers share, and `{site}.set{s}` for gradient set s. tests/test_buffers.py holds the list to
-what the Functions really allocate.
-Sizes, for one shard of N = b*T rows: C channels, V tokens, NH heads, K = ceil(N / 64) row chunks.
+per worker thread and unit size (model/gpt.py cuts a batch into work units of whole sequences, whose
+sizes differ by at most one), each op's forward buffers and the backward buffers of the gradient
+sets that layers share (model/tape.py). `parameter_buffers` lists the flat arrays of the parameters,
+the units' gradients and AdamW. Names are `worker{w}.b{b}.{op}.{buffer}`, with `{op}` = `{site}{l}`
+for an op of layer l, `{site}` for an output all layers share, and `{site}.set{s}` for gradient set
+s. With one worker the lists are exact (tests/test_buffers.py holds them to what the Functions
+really allocate); with more, which worker runs which unit depends on timing, and they are the bound.
+Sizes, for one unit of N = b*T rows: C channels, V tokens, NH heads, K = ceil(N / 64) row chunks.
 """
 import numpy as np
 
 from femtogpt.engine.ops.reduce import num_chunks
-from femtogpt.model.gpt import SHARDS
+from femtogpt.model.gpt import DEFAULT_UNITS, unit_bounds
 from femtogpt.model.tape import FORWARD_SHARED, GRAD_SETS, LAYER_SITES
 
 
-def shard_sizes(B):
-    """The batch sizes of the shards `loss_and_grad` splits a batch of B sequences into."""
-    n = min(SHARDS, B)
-    return [B * (k + 1) // n - B * k // n for k in range(n)]
+def unit_sizes(B, units=DEFAULT_UNITS):
+    """The batch sizes of the work units `loss_and_grad` cuts a batch of B sequences into."""
+    bounds = unit_bounds(B, units)
+    return [hi - lo for lo, hi in zip(bounds, bounds[1:])]
 
 
 def program_buffers(hp, b, T, dtype=np.float32, dropout=False):
-    """[(name, shape, dtype)] of one shard's Functions after a training pass on b sequences of T."""
+    """[(name, shape, dtype)] of one unit's Functions after a training pass on b sequences of T."""
     C, V, NH, L = hp.embedding_degree, hp.vocab_size, hp.num_heads, hp.num_layers
     N, K, BH = b * T, num_chunks(b * T), b * NH
     rows = lambda width: (N, width)  # noqa: E731
@@ -52,20 +54,26 @@ def program_buffers(hp, b, T, dtype=np.float32, dropout=False):
     return [(name, shape, np.dtype(np.float64 if name == "ce.losses" else dtype)) for name, shape in out]
 
 
-def step_buffers(hp, B, T=None, dtype=np.float32, dropout=False):
+def step_buffers(hp, B, T=None, dtype=np.float32, dropout=False, units=DEFAULT_UNITS, workers=None):
     """[(name, shape, dtype)] of everything the Functions allocate for loss_and_grad on a (B, T)
-    batch (T defaults to hp.num_tokens); `dropout`: whether the step uses dropout (p > 0)."""
+    batch cut into `units` (T defaults to hp.num_tokens); `dropout`: whether the step uses dropout
+    (p > 0); `workers`: the threads running units (default: one per unit, the most there can be)."""
     T = hp.num_tokens if T is None else T
-    return [(f"shard{k}.{name}", shape, dt) for k, b in enumerate(shard_sizes(B))
+    sizes = unit_sizes(B, units)
+    workers = len(sizes) if workers is None else max(1, min(workers, len(sizes)))
+    return [(f"worker{w}.b{b}.{name}", shape, dt) for w in range(workers) for b in sorted(set(sizes))
             for name, shape, dt in program_buffers(hp, b, T, dtype, dropout)]
 
 
-def parameter_buffers(hp, B, dtype=np.float32):
-    """[(name, shape, dtype)] of the flat parameter arrays: values, gradients (one more per extra
-    batch shard), and AdamW's two moments."""
+def parameter_buffers(hp, B, dtype=np.float32, units=DEFAULT_UNITS, workers=None):
+    """[(name, shape, dtype)] of the flat parameter arrays: values, gradients (params.grad, written
+    by unit 0, and one more per other unit in flight: with one worker, one reused by them all), and
+    AdamW's two moments."""
     P = (hp.num_params(),)
-    shards = [f"shard{k}.grad" for k in range(1, len(shard_sizes(B)))]
-    return [(name, P, np.dtype(dtype)) for name in ["values", "grad", *shards, "adam.m", "adam.v"]]
+    n = len(unit_sizes(B, units))
+    in_flight = n - 1 if workers is None or workers > 1 else min(1, n - 1)
+    grads = [f"unit_grad{k}" for k in range(1, in_flight + 1)]
+    return [(name, P, np.dtype(dtype)) for name in ["values", "grad", *grads, "adam.m", "adam.v"]]
 
 
 def total_bytes(buffers):

@@ -5,12 +5,15 @@ here it runs on the autograd tape (model/tape.py) with the whole batch (B, T) at
 runs the same definition on a KV cache (model/kv_cache.py); `forward_trace` hands back its hidden
 states (model/trace.py).
 
-Training runs the batch as SHARDS shards of whole sequences (`loss_and_grad`), side by side on
-their own threads when there are threads for them: each core then keeps its half of the
-activations in its own cache, every kernel runs serially (no thread wake-up per op, which cost more
-than the work at small sizes), and the only hand-offs are one start and one join per step.
+Training runs the batch as work units of whole sequences (`loss_and_grad`; 2 by default, the
+caller may ask for more), taken by the threads as they become free: each core then keeps its unit's
+activations in its own cache, kernels run on the unit's share of the threads (no thread wake-up
+per op when that is one), and the gradients are added in unit order. The cut and the order depend on
+the batch and the unit count only, so the bits never depend on the thread count. More units: less
+activation memory (a thread holds one unit's) and work for more cores, at the cost of one more pass
+over the gradient per unit.
 """
-import functools
+import threading
 import time
 
 import numpy as np
@@ -19,12 +22,40 @@ from femtogpt.engine.autograd import Graph
 from femtogpt.engine.ops.dropout import site_key
 from femtogpt.engine.ops.reduce import add_into
 from femtogpt.engine.params import Parameters
-from femtogpt.engine.threads import run_split
+from femtogpt.engine.threads import run_units
 from femtogpt.model.block import network
 from femtogpt.model.tape import Program, TapeRun
 from femtogpt.model.trace import TraceRun
 
-SHARDS = 2  # fixed (never the thread count), so results do not depend on how many threads run
+DEFAULT_UNITS = 2  # work units a batch is cut into: set by the caller, never by the thread count
+
+
+def unit_bounds(B, units=DEFAULT_UNITS):
+    """[0, ..., B]: unit k of a batch of B sequences is sequences bounds[k]:bounds[k + 1]
+    (min(units, B) units of whole sequences, sizes differing by at most one)."""
+    n = max(1, min(units, B))
+    return [B * k // n for k in range(n + 1)]
+
+
+class _GradSlots:
+    """Flat gradient buffers for the units in flight: unit 0 writes params.grad (slot 0), every
+    other unit a free slot >= 1, given back once its gradient has been added."""
+
+    def __init__(self):
+        self.free, self.count, self.lock = [], 0, threading.Lock()
+
+    def take(self, k):
+        if k == 0:
+            return 0
+        with self.lock:
+            if self.free:
+                return self.free.pop()
+            self.count += 1
+            return self.count
+
+    def give_back(self, slot):
+        with self.lock:
+            self.free.append(slot)
 
 
 def sinusoidal_table(T, E, dtype=np.float32):
@@ -40,7 +71,7 @@ def sinusoidal_table(T, E, dtype=np.float32):
 
 class GPT:
     """The model: hyperparameters, parameters (engine/params.py), the position table, and a Program of
-    Function instances (model/tape.py) per batch shape and shard, made on first use."""
+    Function instances (model/tape.py) per batch shape and worker thread, made on first use."""
 
     def __init__(self, hp, params=None, dtype=np.float32):
         self.hp = hp.validate()
@@ -51,12 +82,12 @@ class GPT:
                    else np.zeros((0, E), self.dtype))
         self._programs = {}
 
-    def _program(self, B, T, shard=0):
-        prog = self._programs.get((B, T, shard))
+    def _program(self, B, T, worker=0):
+        prog = self._programs.get((B, T, worker))
         if prog is None:
-            if len(self._programs) > 3 * SHARDS:  # training, eval batches, a tail window: bound memory
+            if len(self._programs) > 64:  # training, eval batches, a tail window: bound memory
                 self._programs.clear()
-            prog = self._programs[(B, T, shard)] = Program(T, self.hp.num_layers, self.hp.num_heads)
+            prog = self._programs[(B, T, worker)] = Program(T, self.hp.num_layers, self.hp.num_heads)
         return prog
 
     def _check_ids(self, ids):
@@ -65,59 +96,66 @@ class GPT:
             raise ValueError(f"ids must be (B, T) with 1 <= T <= {self.hp.num_tokens}, got {ids.shape}")
         return ids
 
-    def loss(self, graph, ids, targets, dropout=0.0, key=0, shard=0, denominator=None):
+    def loss(self, graph, ids, targets, dropout=0.0, key=0, worker=0, grads=0, denominator=None):
         """Mean cross-entropy (a scalar Tensor on `graph`) of predicting targets (B, T) from ids (B, T).
         dropout applies to the attention probabilities and after each attention projection; `key`
-        seeds its masks (same key, same masks). `shard` k > 0 uses its own buffers and gradient
-        buffer (see loss_and_grad); `denominator` replaces the number of targets in the mean."""
+        seeds its masks (same key, same masks). `worker` k > 0 runs on its own activation buffers,
+        `grads` g > 0 writes the gradients into flat buffer g instead of params.grad (see
+        loss_and_grad); `denominator` replaces the number of targets in the mean."""
         ids = self._check_ids(ids)
-        prog = self._program(*ids.shape, shard)
-        P = self.params.shard_tensors(shard)
+        prog = self._program(*ids.shape, worker)
+        P = self.params.unit_tensors(grads)
         n = network(TapeRun(graph, prog, P, self.pe, float(dropout), int(key)), ids, self.hp.num_layers)
         logits = graph(prog.head, n, P["head_map_weights"])
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
         return graph(prog.ce, logits, P["head_map_bias"], targets, denominator=denominator)
 
-    def loss_and_grad(self, ids, targets, dropout=0.0, key=0, timings=None):
+    def loss_and_grad(self, ids, targets, dropout=0.0, key=0, timings=None, units=DEFAULT_UNITS):
         """The mean cross-entropy (a float) of predicting targets (B, T) from ids (B, T), with its
-        gradient written into params.grad. The batch runs as min(SHARDS, B) shards of whole
-        sequences, concurrently when there are threads (threads.run_split); their gradients are
-        added in shard order. Shard k's dropout masks are keyed by (key, k). If `timings` is a
-        dict, timings["forward_end"] gets the perf_counter time at which shard 0's forward ended."""
-        def shard(k, ids, targets, denominator):
+        gradient written into params.grad. The batch runs as `units` work units of whole sequences
+        (unit_bounds), on as many threads as there are (threads.run_units); unit k's gradient goes to
+        a flat buffer of its own (unit 0: params.grad) and the buffers are added into params.grad in
+        unit order. Unit k's dropout masks are keyed by (key, k). If `timings` is a dict,
+        timings["forward_end"] gets the perf_counter time at which unit 0's forward ended."""
+        slots = _GradSlots()
+
+        def unit(k, worker, ids, targets, denominator):
             graph = Graph()
-            loss = self.loss(graph, ids, targets, dropout, site_key(key, k, 0x7368), shard=k,
-                             denominator=denominator)
+            slot = slots.take(k)
+            loss = self.loss(graph, ids, targets, dropout, site_key(key, k, 0x7368), worker, slot,
+                             denominator)
             if timings is not None and k == 0:
                 timings["forward_end"] = time.perf_counter()
             graph.backward(loss)
-            return float(loss.data)
+            return float(loss.data), slot
 
-        losses = self._run_shards(ids, targets, shard)
-        for k in range(1, len(losses)):
-            add_into(self.params.grad, self.params.shard_grad(k))
-        return sum(losses)
+        def fold(k, result):
+            if k > 0:
+                add_into(self.params.grad, self.params.unit_grad(result[1]))
+                slots.give_back(result[1])
+
+        return sum(loss for loss, _ in self._run_units(ids, targets, unit, fold, units))
 
     def mean_loss(self, ids, targets):
         """The mean cross-entropy (a float) of predicting targets (B, T) from ids (B, T): no dropout,
-        nothing recorded, the batch run as shards like loss_and_grad."""
-        def shard(k, ids, targets, denominator):
-            return float(self.loss(Graph(record=False), ids, targets, shard=k, denominator=denominator).data)
+        nothing recorded, the batch run as units like loss_and_grad."""
+        def unit(k, worker, ids, targets, denominator):
+            return float(self.loss(Graph(record=False), ids, targets, worker=worker,
+                                   denominator=denominator).data)
 
-        return sum(self._run_shards(ids, targets, shard))
+        return sum(self._run_units(ids, targets, unit, lambda k, result: None))
 
-    def _run_shards(self, ids, targets, run):
-        """[run(k, ids_k, targets_k, denominator) for each shard k], side by side when there are
-        threads; the split depends on B only (never on the thread count)."""
+    def _run_units(self, ids, targets, run, fold, units=DEFAULT_UNITS):
+        """[run(k, worker, ids_k, targets_k, denominator) for each unit k], folded in unit order;
+        the split depends on B only (never on the thread count)."""
         ids = self._check_ids(ids)
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(ids.shape)
-        B = ids.shape[0]
-        n = min(SHARDS, B)
-        bounds = [B * k // n for k in range(n + 1)]
+        bounds = unit_bounds(ids.shape[0], units)
         denominator = max(1, int((targets >= 0).sum()))
-        return run_split([functools.partial(run, k, ids[bounds[k]:bounds[k + 1]],
-                                            targets[bounds[k]:bounds[k + 1]], denominator)
-                          for k in range(n)])
+        return run_units(len(bounds) - 1,
+                         lambda k, worker: run(k, worker, ids[bounds[k]:bounds[k + 1]],
+                                               targets[bounds[k]:bounds[k + 1]], denominator),
+                         fold)
 
     def logits(self, ids):
         """(B, T, V) logits for ids (B, T), no dropout, nothing recorded for backward."""

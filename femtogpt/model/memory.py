@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from femtogpt.model.buffers import parameter_buffers, step_buffers
+from femtogpt.model.gpt import DEFAULT_UNITS
 
 HEADROOM = 1.15  # Python objects, NumPy temporaries, the tokenizer and the file being read
 
@@ -26,12 +27,13 @@ def _bytes(buffers):
     return sum(math.prod(shape) * dtype.itemsize for _, shape, dtype in buffers)
 
 
-def training_bytes(hp, batch_size, dtype=np.float32, dropout=True):
-    """Bytes of every array a training step allocates: parameters, gradients, AdamW, activations."""
+def training_bytes(hp, batch_size, dtype=np.float32, dropout=True, units=DEFAULT_UNITS, workers=None):
+    """Bytes of every array a training step allocates: parameters, gradients, AdamW, activations
+    (for `workers` threads running the batch's `units`; default: the most any thread count needs)."""
     def at(L):
         h = replace(hp, num_layers=L)
-        return _bytes(step_buffers(h, batch_size, dtype=dtype, dropout=dropout)) + \
-            _bytes(parameter_buffers(h, batch_size, dtype))
+        return _bytes(step_buffers(h, batch_size, dtype=dtype, dropout=dropout, units=units, workers=workers)) + \
+            _bytes(parameter_buffers(h, batch_size, dtype, units=units, workers=workers))
 
     if hp.num_layers <= 3:
         return at(hp.num_layers)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from femtogpt.io.logs import EVAL, TRAIN_SESSION, TRAIN_STEP, new_log
 from femtogpt.train.evaluate import evaluate_tokens
 from femtogpt.model.generate import sample_text
+from femtogpt.model.gpt import DEFAULT_UNITS
 from femtogpt.train.step import NonFiniteLoss, sample_batch, train_step
 
 
@@ -23,6 +24,7 @@ class TrainOptions:
     steps: int
     seed: int
     batch_size: int = 32
+    units: int = DEFAULT_UNITS       # work units a batch is cut into (model/gpt.py): part of the result
     dropout: float = 0.0
     save_every: int = 100           # steps between saves (0: only at the end)
     save_minutes: float = 0.0       # also save when this long has passed since the last save (0: off)
@@ -73,7 +75,7 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
     checkpoint.train_state["seed"] = options.seed
     validation = {"val_fraction": options.val_fraction} if val_tokens is not None else {}
     checkpoint.logs.append(new_log(TRAIN_SESSION, dropout=options.dropout, seed=options.seed,
-                                batch_size=options.batch_size, start_step=opt.step,
+                                batch_size=options.batch_size, units=options.units, start_step=opt.step,
                                 **validation, **(dataset_info or {})))
     model, result = checkpoint.model, TrainResult(float("nan"), best_loss=best_loss)
     last_save, start_step = time.monotonic(), opt.step
@@ -91,7 +93,7 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
             ids, targets = sample_batch(train_tokens, options.batch_size, T, options.seed, key)
             t0 = time.perf_counter()
             try:
-                loss, lr = train_step(model, opt, ids, targets, options.dropout, options.seed)
+                loss, lr = train_step(model, opt, ids, targets, options.dropout, options.seed, options.units)
             except NonFiniteLoss as exc:
                 result.failure = str(exc)
                 break

@@ -31,8 +31,8 @@ def _compile():
     hp = Hyperparameters(vocab_size=5, num_tokens=4, embedding_degree=4, num_layers=1, num_heads=2)
     model = GPT(hp, Parameters(hp).init_reference(0))
     ids = np.zeros((2, 4), np.int64)
-    # on one thread, the batch shards compile one after another on this thread: a Ctrl-C then stops the
-    # warm-up within a kernel's compilation, instead of waiting for a shard thread to compile them all
+    # on one thread, the batch's units compile one after another on this thread: a Ctrl-C then stops the
+    # warm-up within a kernel's compilation, instead of waiting for a unit thread to compile them all
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:

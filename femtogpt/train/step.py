@@ -8,6 +8,7 @@ import numpy as np
 
 from femtogpt.engine.ops.dropout import site_key
 from femtogpt.engine.optim import NonFiniteUpdate
+from femtogpt.model.gpt import DEFAULT_UNITS
 
 
 def sample_batch(tokens, batch_size, T, seed, step):
@@ -26,13 +27,13 @@ class NonFiniteLoss(ArithmeticError):
     before anything is changed, so the weights, the moments and the step stay those of the last good step."""
 
 
-def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0):
-    """Forward, backward and one AdamW update; returns (loss, lr). Dropout masks are keyed by
-    (seed, optimizer step). A non-finite loss or gradient raises NonFiniteLoss before updating; so does
+def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0, units=DEFAULT_UNITS):
+    """Forward, backward and one AdamW update; returns (loss, lr). The batch runs as `units` work
+    units (model/gpt.py); dropout masks are keyed by (seed, optimizer step) and the unit. A non-finite loss or gradient raises NonFiniteLoss before updating; so does
     an update that would leave a non-finite weight or moment (AdamW checks before it writes)."""
     params = model.params
     # writes every parameter's gradient (no zeroing needed)
-    loss = model.loss_and_grad(ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70))
+    loss = model.loss_and_grad(ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70), units=units)
     if not np.isfinite(loss):
         raise NonFiniteLoss(f"the loss became {loss} at step {optimizer.step + 1}")
     # one BLAS pass; its float32 sum can overflow for finite gradients, so only then look at each one

@@ -55,7 +55,7 @@ def _run_blocks(blocks, run_block):
         run(blocks)
         return
     groups = [blocks[w * parts // workers:(w + 1) * parts // workers] for w in range(workers)]
-    with _pool_lock:  # shared by the batch shards' threads, so room for several callers at once
+    with _pool_lock:  # shared by the threads of the batch's units, so room for several callers at once
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=2 * _MAX_PARTS, thread_name_prefix="femtogpt-gemm")
     run_alongside(_pool, [functools.partial(run, group) for group in groups])
