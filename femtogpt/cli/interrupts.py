@@ -37,6 +37,7 @@ class _Interrupts:
         self.resent = False      # the SIGINT being handled is one we sent again: it stops, whatever the phase
         self.arrived = False     # one reached `_interruptible`: the outcome is being said
         self.checkpoint, self.start_step, self.saved_step = None, 0, None
+        self.voice = True        # False: say nothing (a process of an MPI group other than process 0)
         self._previous = self._unraisable = None
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):  # an ignored SIGINT stays so
@@ -49,8 +50,9 @@ class _Interrupts:
             return
         if self.phase == "training" and not self.requested and not resent:
             self.requested = True
-            click.echo("\nStopping after this step and saving (Ctrl-C again to abort without saving)...",
-                       err=True)
+            if self.voice:
+                click.echo("\nStopping after this step and saving (Ctrl-C again to abort without saving)...",
+                           err=True)
             return
         if not resent and self.sent_at is not None and time.monotonic() - self.sent_at < 0.5:
             return  # one is on its way up
@@ -151,7 +153,8 @@ def interruptible(command):
         except KeyboardInterrupt:
             interrupts.arrived = True  # further Ctrl-Cs wait: the outcome is being said
             line = interrupts.outcome(kwargs["model_path"])
-            click.echo(("\n" if sys.stderr.isatty() else "") + line, err=True)  # past the ^C on a terminal
+            if interrupts.voice:
+                click.echo(("\n" if sys.stderr.isatty() else "") + line, err=True)  # past the ^C on a terminal
             sys.exit(130)
         except SystemExit as exc:  # sys.exit(130) after a Ctrl-C that the loop finished and saved
             exiting = exc.code == 130

@@ -5,7 +5,9 @@ command bodies so `femtogpt --help` stays instant. Expected failures become one 
 a model (infer, eval) is cli/infer.py; reading its record (info, loss) is cli/info.py.
 """
 import math
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -142,18 +144,31 @@ def train(model_path, dataset, steps, batch_size, units, dropout, lr, min_lr, wa
     Another process writing the same model file meanwhile is refused.
     The same --seed gives the same result whether run in one go or split across invocations.
     """
-    use_engine(threads)  # Numba's threads for this run (at most its pool); GEMMs follow, BLAS stays on one
-    if not Path(dataset).exists():
-        raise UserError(f"--dataset {dataset}: no such file or directory")
-    if keep_best and not val_fraction:
-        raise UserError("--keep-best needs --val-fraction: the best model is the one with the lowest "
-                        "validation loss")
-    min_lr = _learning_rate_floor(lr, min_lr)
-    if Path(model_path).exists():
-        check_output_path(model_path, "--model", force=True)  # its saves must be able to land
-    _check_training_memory(model_path, batch_size, dropout, units)
-    lock_model_file(model_path, "train")  # held from before loading to after the last save
-    ckpt = open_checkpoint(model_path)
+    group = _process_group()  # None for one process; several under mpiexec
+    lead = group is None or group.lead  # the process that reads and writes the model file and prints
+    if not lead:
+        sys.stdout = open(os.devnull, "w")  # one voice: process 0's (errors still reach stderr)
+        interrupts.voice = False
+    # Numba's threads for this run (at most its pool); GEMMs follow, BLAS stays on one
+    use_engine(threads or _threads_per_process(group))
+    with _together(group):
+        if not Path(dataset).exists():
+            raise UserError(f"--dataset {dataset}: no such file or directory")
+        if keep_best and not val_fraction:
+            raise UserError("--keep-best needs --val-fraction: the best model is the one with the lowest "
+                            "validation loss")
+        min_lr = _learning_rate_floor(lr, min_lr)
+        if lead:
+            if Path(model_path).exists():
+                check_output_path(model_path, "--model", force=True)  # its saves must be able to land
+            _check_training_memory(model_path, batch_size, dropout, units)
+            lock_model_file(model_path, "train")  # held from before loading to after the last save
+            model_bytes = _read_model_bytes(model_path)
+    if group is not None:  # every process builds the model from process 0's bytes of the file
+        model_bytes = group.broadcast(model_bytes if lead else None)
+    with _together(group):
+        ckpt = _checkpoint_from_bytes(model_bytes, model_path)
+    del model_bytes
     from femtogpt.config import OptimizerConfig
     from femtogpt.text.fingerprint import dataset_fingerprint
     from femtogpt.train.best import BestFileError, best_file_path, previous_best_loss, save_best
@@ -162,7 +177,8 @@ def train(model_path, dataset, steps, batch_size, units, dropout, lr, min_lr, wa
     from femtogpt.train.progress import TrainDisplay
 
     live = sys.stdout.isatty() and not quiet
-    tokens = load_dataset_tokens(ckpt.tokenizer, dataset, live)
+    with _together(group):
+        tokens = load_dataset_tokens(ckpt.tokenizer, dataset, live)
     if reset_optimizer:
         ckpt.reset_optimizer()
     ckpt.ensure_optimizer(OptimizerConfig(lr=lr, min_lr=min_lr, warmup=warmup, decay_steps=decay_steps))
@@ -173,8 +189,11 @@ def train(model_path, dataset, steps, batch_size, units, dropout, lr, min_lr, wa
                            save_minutes=save_minutes, val_fraction=val_fraction, eval_every=eval_every,
                            sample_every=sample_every, sample_len=sample_len)
     dataset_info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}
+    if group is not None:
+        _check_same_inputs(group, dataset, dataset_info["dataset_hash"], tokens, ckpt)
+        dataset_info["processes"] = group.size
     best_path, best_loss = None, math.inf
-    if keep_best:
+    if keep_best and lead:
         best_path = best_file_path(model_path)
         lock_model_file(best_path, "train")
         try:
@@ -185,17 +204,19 @@ def train(model_path, dataset, steps, batch_size, units, dropout, lr, min_lr, wa
     hp = ckpt.hp
     import numba
 
+    processes = "" if group is None else f" in each of {group.size} processes"
     click.echo(f"Model {model_path}: {hp.num_params():,} parameters, step {ckpt.step}; "
-               f"dataset {dataset}: {len(tokens):,} tokens; {batch_size}x{hp.num_tokens} tokens per step; "
-               f"{numba.get_num_threads()} threads")
+               f"dataset {dataset}: {len(tokens):,} tokens; {batch_size}x{hp.num_tokens} tokens per step "
+               f"in {min(units, batch_size)} units; {numba.get_num_threads()} threads{processes}")
     warm_up(spinner=live)
-    display = TrainDisplay(steps, ckpt.step, batch_size * hp.num_tokens, live=live, quiet=quiet)
+    display = TrainDisplay(steps, ckpt.step, batch_size * hp.num_tokens, live=live, quiet=quiet or not lead)
     interrupts.training(ckpt)
     try:
-        result = run_training(ckpt, tokens, options, lambda: interrupts.save(ckpt, model_path),
-                              display, should_stop=lambda: interrupts.requested, dataset_info=dataset_info,
+        result = run_training(ckpt, tokens, options, (lambda: interrupts.save(ckpt, model_path)) if lead else
+                              (lambda: None), display, should_stop=lambda: interrupts.requested,
+                              dataset_info=dataset_info,
                               save_best=best_path and (lambda: save_best(ckpt, best_path, warn=_warn)),
-                              best_loss=best_loss)
+                              best_loss=best_loss, group=group)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     interrupts.phase = "done"
@@ -214,6 +235,88 @@ def train(model_path, dataset, steps, batch_size, units, dropout, lr, min_lr, wa
             click.echo(f"No validation loss below {best_path}'s {best_loss:.4f}; it is unchanged.")
     if result.stopped or interrupts.requested:
         sys.exit(130)
+
+
+def _process_group():
+    """The processes mpiexec started together (train/distributed.py), or None for one process."""
+    from femtogpt.train.distributed import GroupError, process_group
+
+    try:
+        return process_group()
+    except GroupError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _threads_per_process(group):
+    """Default threads: one per physical core, shared by the processes of the group on this machine."""
+    if group is None:
+        return None
+    from femtogpt.engine.runtime import default_threads
+
+    return max(1, default_threads() // group.local_size())
+
+
+@contextmanager
+def _together(group):
+    """With a process group: an Error line raised inside by any process stops every process, after the
+    block (so none waits for the others forever); process 0 prints it, the others exit 1 silently."""
+    if group is None:
+        yield
+        return
+    from femtogpt.train.distributed import GroupError
+
+    error = None
+    try:
+        yield
+    except click.ClickException as exc:
+        error = exc.format_message()
+    try:
+        group.check_all_ok(error)
+    except GroupError as exc:
+        _group_failed(group, exc)
+
+
+def _group_failed(group, exc):
+    if group.lead:
+        raise UserError(str(exc)) from None
+    sys.exit(1)
+
+
+def _check_same_inputs(group, dataset, dataset_hash, tokens, ckpt):
+    """Every process must train on the same tokens and the same model: one line otherwise."""
+    import zlib
+
+    from femtogpt.train.distributed import GroupError, weights_digest
+
+    tokens_crc = zlib.crc32(tokens.tobytes())
+    try:
+        same = f"{dataset_hash} {len(tokens)} {tokens_crc:08x}"  # the path may differ between hosts
+        group.check_same(same, "the dataset",
+                         f"{dataset} ({len(tokens):,} tokens, fingerprint {dataset_hash[:12]})")
+        group.check_same(weights_digest(ckpt.model, ckpt.optimizer), "model weights with digest")
+    except GroupError as exc:
+        _group_failed(group, exc)
+
+
+def _read_model_bytes(path):
+    from femtogpt.io.model_file import ModelFileError, read_model_bytes
+
+    try:
+        return read_model_bytes(path)
+    except ModelFileError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _checkpoint_from_bytes(data, path):
+    """The Checkpoint of a model file's bytes (read from `path`), or one line."""
+    from femtogpt.io.checkpoint import from_model_file
+    from femtogpt.io.model_file import ModelFileError, load_model_bytes
+    from femtogpt.text.tokenizer import TokenizerError
+
+    try:
+        return from_model_file(load_model_bytes(data, path))
+    except (ModelFileError, TokenizerError) as exc:
+        raise UserError(str(exc)) from None
 
 
 @click.command(name="reset-optimizer")

@@ -153,7 +153,18 @@ def _tensor_map(arrays, shapes):
 def load_model_file(path) -> ModelFile:
     """Read, verify and validate a model file; every defect is a one-line ModelFileError naming the file."""
     path = Path(path)
-    data = _read(path)
+    return load_model_bytes(_read(path), path)
+
+
+def read_model_bytes(path):
+    """A model file's bytes, unverified (load_model_bytes verifies them); a file that cannot be read is one
+    ModelFileError line. For sending a model to other processes, which then load the same bytes."""
+    return _read(Path(path))
+
+
+def load_model_bytes(data, path):
+    """Verify and validate the bytes of a model file read from `path` (named in messages), like
+    load_model_file."""
     try:
         obj = _verified_map(data)
         data = None  # free the file's bytes before the arrays are built

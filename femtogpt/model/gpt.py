@@ -110,14 +110,22 @@ class GPT:
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
         return graph(prog.ce, logits, P["head_map_bias"], targets, denominator=denominator)
 
-    def loss_and_grad(self, ids, targets, dropout=0.0, key=0, timings=None, units=DEFAULT_UNITS):
+    def loss_and_grad(self, ids, targets, dropout=0.0, key=0, timings=None, units=DEFAULT_UNITS, group=None):
         """The mean cross-entropy (a float) of predicting targets (B, T) from ids (B, T), with its
         gradient written into params.grad. The batch runs as `units` work units of whole sequences
         (unit_bounds), on as many threads as there are (threads.run_units); unit k's gradient goes to
         a flat buffer of its own (unit 0: params.grad) and the buffers are added into params.grad in
         unit order. Unit k's dropout masks are keyed by (key, k). If `timings` is a dict,
-        timings["forward_end"] gets the perf_counter time at which unit 0's forward ended."""
+        timings["forward_end"] gets the perf_counter time at which unit 0's forward ended.
+
+        With a process `group` (train/distributed.py: several processes training together, each
+        with the whole batch) this process runs only its share of the units, and the group adds the
+        units' gradients in the same unit order, so every process ends with the bits one process
+        would have computed alone."""
         slots = _GradSlots()
+        n = len(unit_bounds(len(ids), units)) - 1
+        first, end = (0, n) if group is None else group.unit_range(n)
+        waiting = []  # slots of this process's units when unit 0 is elsewhere: added after the prefix
 
         def unit(k, worker, ids, targets, denominator):
             graph = Graph()
@@ -130,11 +138,17 @@ class GPT:
             return float(loss.data), slot
 
         def fold(k, result):
-            if k > 0:
+            if k > 0 and first == 0:
                 add_into(self.params.grad, self.params.unit_grad(result[1]))
                 slots.give_back(result[1])
+            elif k > 0:
+                waiting.append(result[1])
 
-        return sum(loss for loss, _ in self._run_units(ids, targets, unit, fold, units))
+        losses = [loss for loss, _ in self._run_units(ids, targets, unit, fold, units, first, end)]
+        if group is not None:
+            group.add_gradients(self.params.grad, [self.params.unit_grad(s) for s in waiting], add_into)
+            losses = group.all_losses(losses)
+        return sum(losses)
 
     def mean_loss(self, ids, targets):
         """The mean cross-entropy (a float) of predicting targets (B, T) from ids (B, T): no dropout,
@@ -145,17 +159,18 @@ class GPT:
 
         return sum(self._run_units(ids, targets, unit, lambda k, result: None))
 
-    def _run_units(self, ids, targets, run, fold, units=DEFAULT_UNITS):
-        """[run(k, worker, ids_k, targets_k, denominator) for each unit k], folded in unit order;
-        the split depends on B only (never on the thread count)."""
+    def _run_units(self, ids, targets, run, fold, units=DEFAULT_UNITS, first=0, end=None):
+        """[run(k, worker, ids_k, targets_k, denominator) for each unit k in first..end - 1 (default:
+        all)], folded in unit order; the split depends on B and `units` only (never on the thread count)."""
         ids = self._check_ids(ids)
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(ids.shape)
         bounds = unit_bounds(ids.shape[0], units)
         denominator = max(1, int((targets >= 0).sum()))
-        return run_units(len(bounds) - 1,
-                         lambda k, worker: run(k, worker, ids[bounds[k]:bounds[k + 1]],
-                                               targets[bounds[k]:bounds[k + 1]], denominator),
-                         fold)
+        end = len(bounds) - 1 if end is None else end
+        return run_units(end - first,
+                         lambda j, worker: run(first + j, worker, ids[bounds[first + j]:bounds[first + j + 1]],
+                                               targets[bounds[first + j]:bounds[first + j + 1]], denominator),
+                         lambda j, result: fold(first + j, result))
 
     def logits(self, ids):
         """(B, T, V) logits for ids (B, T), no dropout, nothing recorded for backward."""

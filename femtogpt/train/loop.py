@@ -61,11 +61,17 @@ def split_tokens(tokens, val_fraction, T):
 
 
 def run_training(checkpoint, tokens, options, save, display, should_stop=lambda: False,
-                 dataset_info=None, save_best=None, best_loss=math.inf):
+                 dataset_info=None, save_best=None, best_loss=math.inf, group=None):
     """Train `checkpoint` in place; `save()` writes the model file. Returns a TrainResult.
     `display` gets step(step, loss, lr, seconds) after every step, validation(step, val_loss) before
     that step's step() call, message(text) for samples, and close() at the end (TrainDisplay is the
-    CLI's; the experiments pass their own to record curves)."""
+    CLI's; the experiments pass their own to record curves). With a process `group`
+    (train/distributed.py) every process runs this with the same arguments and its share of each
+    batch; they stop after the same step when `should_stop()` is true on any of them, and only
+    process 0 samples (its caller passes the real `save`)."""
+    if group is not None:
+        stop_here = should_stop
+        should_stop = lambda: group.any(stop_here())  # noqa: E731  (collective: every process, every step)
     T = checkpoint.hp.num_tokens
     train_tokens, val_tokens = split_tokens(tokens, options.val_fraction, T)
     if len(train_tokens) < T + 1:
@@ -93,7 +99,8 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
             ids, targets = sample_batch(train_tokens, options.batch_size, T, options.seed, key)
             t0 = time.perf_counter()
             try:
-                loss, lr = train_step(model, opt, ids, targets, options.dropout, options.seed, options.units)
+                loss, lr = train_step(model, opt, ids, targets, options.dropout, options.seed, options.units,
+                                      group)
             except NonFiniteLoss as exc:
                 result.failure = str(exc)
                 break
@@ -110,7 +117,7 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
                     if save_best is not None and save_best() is not False:  # False: it failed
                         result.best_step = opt.step
             display.step(opt.step, loss, lr, elapsed)
-            if options.sample_every and opt.step % options.sample_every == 0:
+            if options.sample_every and opt.step % options.sample_every == 0 and (group is None or group.lead):
                 text = sample_text(model, checkpoint.tokenizer, options.sample_len,
                                    seed=[options.seed, opt.step, 0x73616D70])
                 display.message(f"--- sample at step {opt.step} ---\n{text}")

@@ -27,13 +27,16 @@ class NonFiniteLoss(ArithmeticError):
     before anything is changed, so the weights, the moments and the step stay those of the last good step."""
 
 
-def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0, units=DEFAULT_UNITS):
+def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0, units=DEFAULT_UNITS, group=None):
     """Forward, backward and one AdamW update; returns (loss, lr). The batch runs as `units` work
-    units (model/gpt.py); dropout masks are keyed by (seed, optimizer step) and the unit. A non-finite loss or gradient raises NonFiniteLoss before updating; so does
+    units (model/gpt.py), shared out over the processes of `group` when one is given (they all
+    end with the same gradient, so the same update); dropout masks are keyed by (seed, optimizer
+    step) and the unit. A non-finite loss or gradient raises NonFiniteLoss before updating; so does
     an update that would leave a non-finite weight or moment (AdamW checks before it writes)."""
     params = model.params
     # writes every parameter's gradient (no zeroing needed)
-    loss = model.loss_and_grad(ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70), units=units)
+    loss = model.loss_and_grad(ids, targets, dropout, site_key(seed, optimizer.step, 0x64726F70), units=units,
+                               group=group)
     if not np.isfinite(loss):
         raise NonFiniteLoss(f"the loss became {loss} at step {optimizer.step + 1}")
     # one BLAS pass; its float32 sum can overflow for finite gradients, so only then look at each one
