@@ -1,8 +1,56 @@
-"""Hyperparameters of a model and the optimiser settings, with the reference's defaults."""
+"""Hyperparameters of a model, the optimiser settings, and the training settings a run stores."""
+import math
 from dataclasses import asdict, dataclass
 
 POS_ENCODINGS = ("none", "absolute")
 TOKENIZER_KINDS = ("ascii", "char", "byte", "bpe")  # text/: how text becomes token ids
+SCHEDULES = ("linear", "cosine")  # learning rate after warm-up, from lr down to min_lr
+
+
+def _real(lo, hi, hi_open=False, lo_open=False):
+    def check(v):
+        return (type(v) in (int, float) and math.isfinite(v) and (lo < v if lo_open else lo <= v)
+                and (v < hi if hi_open else v <= hi))
+    check.expected = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return check
+
+
+def _whole(lo, hi):
+    def check(v):
+        return type(v) is int and lo <= v <= hi
+    check.expected = f"an integer in {lo}..{hi}"
+    return check
+
+
+def _one_of(choices):
+    def check(v):
+        return v in choices
+    check.expected = f"one of {', '.join(choices)}"
+    return check
+
+
+# The settings that decide what a training run computes, with their defaults and allowed values: `train`
+# stores them in the model file (train_state["settings"]) and a later `train` without the flag uses
+# the stored value, so a resume with no flags continues exactly. `train`'s flags have these names
+# (underscores as dashes) and bounds.
+TRAINING_SETTINGS = {
+    "lr": (1e-3, _real(0.0, 10.0)),
+    "min_lr": (1e-5, _real(0.0, 10.0)),
+    "warmup": (100, _whole(0, 10**9)),
+    "decay_steps": (50_000, _whole(1, 10**9)),
+    "schedule": ("linear", _one_of(SCHEDULES)),
+    "weight_decay": (0.01, _real(0.0, 10.0)),
+    "beta1": (0.9, _real(0.0, 1.0, hi_open=True)),
+    "beta2": (0.999, _real(0.0, 1.0, hi_open=True)),
+    "eps": (1e-8, _real(0.0, 1.0, lo_open=True)),
+    "grad_clip": (0.0, _real(0.0, 1e6)),
+    "batch_size": (32, _whole(1, 2**40)),
+    "units": (2, _whole(1, 64)),
+    "grad_accum": (1, _whole(1, 1024)),
+    "dropout": (0.0, _real(0.0, 1.0, hi_open=True)),
+    "val_fraction": (0.0, _real(0.0, 1.0, hi_open=True)),
+    "eval_every": (0, _whole(0, 10**9)),
+}
 
 
 @dataclass(frozen=True)
@@ -49,9 +97,14 @@ class OptimizerConfig:
     beta2: float = 0.999
     eps: float = 1e-8               # added to sqrt(v_hat), outside the sqrt
     weight_decay: float = 0.01      # decoupled, applied to every parameter as in the reference
+    schedule: str = "linear"        # after warm-up: "linear" (the reference) or "cosine" decay to min_lr
+    grad_clip: float = 0.0          # scale the gradient down to this global L2 norm when above it (0: off)
 
     def learning_rate(self, step):
         """The reference schedule at optimiser step `step` (0-based): lr(0) = 0 when warmup > 0."""
         if step < self.warmup:
             return self.lr / self.warmup * step
+        if self.schedule == "cosine":
+            progress = min(1.0, (step - self.warmup) / self.decay_steps)
+            return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
         return max(self.min_lr, self.lr - (self.lr - self.min_lr) * (step - self.warmup) / self.decay_steps)

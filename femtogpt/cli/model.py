@@ -15,7 +15,8 @@ import click
 from femtogpt.cli.common import (UserError, build_tokenizer_from_flags, check_model_memory,
                                  check_new_model_memory, check_output_path, load_dataset_tokens, model_option,
                                  open_checkpoint, save_checkpoint, tokenizer_options, use_engine)
-from femtogpt.cli.flags import MAX_GENERATED, MAX_STEPS, MAX_UNITS, POS_ENCODINGS, SEED, THREADS, FiniteFloat
+from femtogpt.cli.flags import (MAX_GENERATED, MAX_STEPS, MAX_UNITS, POS_ENCODINGS, SCHEDULES, SEED, THREADS,
+                                FiniteFloat)
 from femtogpt.cli.common import lock_model_file
 from femtogpt.cli.interrupts import interruptible
 
@@ -65,31 +66,45 @@ def init(model_path, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, 
                f"({tok.summary()}) in {model_path}")
 
 
-def _learning_rate_floor(lr, min_lr):
-    """--min-lr, at most --lr: refused when both were given; lowered to --lr (with a note) when only
-    --lr was, since the schedule would otherwise run at the floor, above the peak asked for."""
-    if min_lr <= lr:
-        return min_lr
-    ctx = click.get_current_context()
-    if ctx.get_parameter_source("min_lr") == click.core.ParameterSource.DEFAULT:
-        click.echo(f"note: --min-lr lowered to --lr {lr:g} (its default, {min_lr:g}, is above it)", err=True)
-        return lr
-    raise UserError(f"--min-lr {min_lr:g} is above --lr {lr:g}: the floor must not exceed the peak")
+def _settings(given, train_state, keep_best):
+    """The run's settings (train/settings.py: the flags given, else the file's, else the defaults) and
+    the names taken from the file; checked together. --min-lr above --lr is refused when both were
+    given, and lowered to --lr (with a note) otherwise, since the schedule would run at the floor."""
+    from femtogpt.train.settings import resolve
+
+    settings, from_file = resolve(given, train_state.get("settings", {}))
+    lr, min_lr = settings["lr"], settings["min_lr"]
+    if min_lr > lr:
+        if "min_lr" in given:
+            raise UserError(f"--min-lr {min_lr:g} is above --lr {lr:g}: the floor must not exceed the peak")
+        click.echo(f"note: --min-lr lowered to --lr {lr:g} (it was {min_lr:g}, above it)", err=True)
+        settings["min_lr"] = lr
+    if settings["val_fraction"] and not settings["eval_every"]:
+        settings["eval_every"] = 100
+    if keep_best and not settings["val_fraction"]:
+        raise UserError("--keep-best needs --val-fraction: the best model is the one with the lowest "
+                        "validation loss")
+    return settings, from_file
 
 
-def _check_training_memory(model_path, batch_size, dropout, units):
-    """Refuse, before the model is loaded, a --batch-size this machine cannot train the model at. A
-    file that cannot be read is left to open_checkpoint to report."""
+def _check_training_memory(model_path, given):
+    """Refuse, before the model is loaded, a batch this machine cannot train the model at (with the
+    settings the run will use). A file that cannot be read is left to the loader to report."""
     from femtogpt.io.model_file import ModelFileError, peek_header
+    from femtogpt.train.settings import batch_shape, resolve
 
     try:
-        hp = peek_header(model_path)["hyperparameters"]
+        header = peek_header(model_path)
     except ModelFileError:
         return
+    settings, _ = resolve(given, header["train_state"].get("settings", {}))
+    batch_size, units = batch_shape(settings)
     import numba
 
-    check_model_memory(hp, batch_size, f"--batch-size {batch_size}: training {model_path}",
-                       dropout=dropout > 0, hint="; try a smaller --batch-size", units=units,
+    what = (f"--batch-size {settings['batch_size']}" + (f" x --grad-accum {settings['grad_accum']}"
+                                                         if settings["grad_accum"] > 1 else ""))
+    check_model_memory(header["hyperparameters"], batch_size, f"{what}: training {model_path}",
+                       dropout=settings["dropout"] > 0, hint="; try a smaller --batch-size", units=units,
                        workers=numba.get_num_threads())
 
 
@@ -110,7 +125,22 @@ def _check_training_memory(model_path, batch_size, dropout, units):
 @click.option("--min-lr", type=FiniteFloat(0.0, 10.0), default=1e-5, help="Learning-rate floor (at most --lr).")
 @click.option("--warmup", type=click.IntRange(0, MAX_STEPS), default=100, help="Linear warm-up steps from 0.")
 @click.option("--decay-steps", type=click.IntRange(1, MAX_STEPS), default=50_000,
-              help="Linear decay steps after warm-up.")
+              help="Decay steps after warm-up, from --lr down to --min-lr.")
+@click.option("--schedule", type=SCHEDULES, default="linear", show_default=True,
+              help="Learning-rate decay after warm-up (linear: the reference's).")
+@click.option("--weight-decay", type=FiniteFloat(0.0, 10.0), default=0.01, show_default=True,
+              help="AdamW's decoupled weight decay, on every parameter as in the reference.")
+@click.option("--beta1", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.9, show_default=True,
+              help="AdamW's first-moment decay.")
+@click.option("--beta2", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.999, show_default=True,
+              help="AdamW's second-moment decay.")
+@click.option("--eps", type=FiniteFloat(0.0, 1.0, min_open=True), default=1e-8, show_default=True,
+              help="AdamW's epsilon, added to the root of the second moment.")
+@click.option("--grad-clip", type=FiniteFloat(0.0, 1e6), default=0.0, show_default=True,
+              help="Scale the gradient down to this global L2 norm when it is above it (0: off).")
+@click.option("--grad-accum", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Micro-batches of --batch-size windows per step (the same as N times the batch in N "
+                   "times the units; memory stays one unit's per thread).")
 @click.option("--seed", type=SEED, default=None,
               help="Seed for batches and dropout (negative seeds are refused) [default: the file's seed].")
 @click.option("--save-every", type=click.IntRange(0, MAX_STEPS), default=100,
@@ -133,12 +163,16 @@ def _check_training_memory(model_path, batch_size, dropout, units):
 @click.option("--threads", type=THREADS, default=None,
               help="Worker threads, at most the CPUs this process may use [default: one per physical core].")
 @interruptible
-def train(model_path, dataset, steps, batch_size, units, dropout, lr, min_lr, warmup, decay_steps, seed,
-          save_every, save_minutes, keep_best, val_fraction, eval_every, sample_every, sample_len, quiet,
-          reset_optimizer, threads, interrupts):
+def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best, sample_every, sample_len,
+          quiet, reset_optimizer, threads, interrupts, **given):
     """Train the model on a dataset, resuming exactly from the file's state.
 
     \b
+    The settings (--batch-size, --units, --grad-accum, --dropout, --lr, --min-lr, --warmup,
+    --decay-steps, --schedule, --weight-decay, --beta1, --beta2, --eps, --grad-clip,
+    --val-fraction, --eval-every) are stored in the model file: a setting not given takes the value
+    the last run stored, so `femtogpt train` alone continues a run as it was started. The defaults
+    shown apply to a model's first run.
     Ctrl-C once: finish the current step, save, exit 130. Twice: abort without saving.
     Before the first step, Ctrl-C stops at once and leaves the file unchanged.
     Another process writing the same model file meanwhile is refused.
@@ -151,43 +185,44 @@ def train(model_path, dataset, steps, batch_size, units, dropout, lr, min_lr, wa
         interrupts.voice = False
     # Numba's threads for this run (at most its pool); GEMMs follow, BLAS stays on one
     use_engine(threads or _threads_per_process(group))
+    ctx = click.get_current_context()
+    given = {name: value for name, value in given.items()  # the settings flags on the command line
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
     with _together(group):
         if not Path(dataset).exists():
             raise UserError(f"--dataset {dataset}: no such file or directory")
-        if keep_best and not val_fraction:
-            raise UserError("--keep-best needs --val-fraction: the best model is the one with the lowest "
-                            "validation loss")
-        min_lr = _learning_rate_floor(lr, min_lr)
         if lead:
             if Path(model_path).exists():
                 check_output_path(model_path, "--model", force=True)  # its saves must be able to land
-            _check_training_memory(model_path, batch_size, dropout, units)
             lock_model_file(model_path, "train")  # held from before loading to after the last save
+            _check_training_memory(model_path, given)
             model_bytes = _read_model_bytes(model_path)
     if group is not None:  # every process builds the model from process 0's bytes of the file
         model_bytes = group.broadcast(model_bytes if lead else None)
     with _together(group):
         ckpt = _checkpoint_from_bytes(model_bytes, model_path)
+        settings, from_file = _settings(given, ckpt.train_state, keep_best)
     del model_bytes
-    from femtogpt.config import OptimizerConfig
     from femtogpt.text.fingerprint import dataset_fingerprint
     from femtogpt.train.best import BestFileError, best_file_path, previous_best_loss, save_best
     from femtogpt.train.loop import TrainOptions, run_training
     from femtogpt.train.precompile import warm_up
     from femtogpt.train.progress import TrainDisplay
+    from femtogpt.train.settings import as_flags, batch_shape, optimizer_config
 
     live = sys.stdout.isatty() and not quiet
     with _together(group):
         tokens = load_dataset_tokens(ckpt.tokenizer, dataset, live)
     if reset_optimizer:
         ckpt.reset_optimizer()
-    ckpt.ensure_optimizer(OptimizerConfig(lr=lr, min_lr=min_lr, warmup=warmup, decay_steps=decay_steps))
-    if val_fraction and not eval_every:
-        eval_every = 100
+    ckpt.ensure_optimizer(optimizer_config(settings))
+    ckpt.train_state["settings"] = settings  # saved with the first step: the next run's defaults
+    batch_size, units = batch_shape(settings)
+    val_fraction = settings["val_fraction"]
     options = TrainOptions(steps=steps, seed=ckpt.seed if seed is None else seed,
-                           batch_size=batch_size, units=units, dropout=dropout, save_every=save_every,
-                           save_minutes=save_minutes, val_fraction=val_fraction, eval_every=eval_every,
-                           sample_every=sample_every, sample_len=sample_len)
+                           batch_size=batch_size, units=units, dropout=settings["dropout"],
+                           save_every=save_every, save_minutes=save_minutes, val_fraction=val_fraction,
+                           eval_every=settings["eval_every"], sample_every=sample_every, sample_len=sample_len)
     dataset_info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}
     if group is not None:
         _check_same_inputs(group, dataset, dataset_info["dataset_hash"], tokens, ckpt)
@@ -205,6 +240,8 @@ def train(model_path, dataset, steps, batch_size, units, dropout, lr, min_lr, wa
     import numba
 
     processes = "" if group is None else f" in each of {group.size} processes"
+    if from_file:
+        click.echo(f"Resuming with the settings stored in {model_path}: {as_flags(settings, from_file)}")
     click.echo(f"Model {model_path}: {hp.num_params():,} parameters, step {ckpt.step}; "
                f"dataset {dataset}: {len(tokens):,} tokens; {batch_size}x{hp.num_tokens} tokens per step "
                f"in {min(units, batch_size)} units; {numba.get_num_threads()} threads{processes}")

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from femtogpt.config import TOKENIZER_KINDS, Hyperparameters
+from femtogpt.config import TOKENIZER_KINDS, TRAINING_SETTINGS, Hyperparameters
 from femtogpt.engine.params import internal_layout, reference_names
 from femtogpt.io.logs import log_problem
 from femtogpt.text.printable import printable
@@ -82,6 +82,7 @@ def _check_header(d):
     _check_depth(logs, "logs")
     _check_fields("tokenizer_meta", meta, _meta_fields(hp))
     _check_fields("train_state", train_state, _TRAIN_STATE)
+    _check_settings(train_state.get("settings", {}))
     _check_logs(logs)
     return hp, tokenizer, meta, logs, train_state
 
@@ -119,7 +120,17 @@ def _check_depth(value, where):
             stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
 
 
-_TRAIN_STATE = {"seed": (lambda v: type(v) is int and 0 <= v < 2**64, "an integer in 0..2**64-1")}
+_TRAIN_STATE = {"seed": (lambda v: type(v) is int and 0 <= v < 2**64, "an integer in 0..2**64-1"),
+                "settings": (lambda v: isinstance(v, dict) and all(type(k) is str for k in v), "a map")}
+
+
+def _check_settings(settings):
+    """train_state.settings: each setting this version knows must be valid (config.TRAINING_SETTINGS);
+    settings it does not know (from a newer version) are kept and ignored."""
+    for name, value in settings.items():
+        known = TRAINING_SETTINGS.get(name)
+        if known is not None and not known[1](value):
+            raise _Defect(f"train_state.settings.{name} is {_short(value)}, expected {known[1].expected}")
 
 
 def _check_fields(where, d, fields):

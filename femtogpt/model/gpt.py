@@ -116,7 +116,8 @@ class GPT:
         (unit_bounds), on as many threads as there are (threads.run_units); unit k's gradient goes to
         a flat buffer of its own (unit 0: params.grad) and the buffers are added into params.grad in
         unit order. Unit k's dropout masks are keyed by (key, k). If `timings` is a dict,
-        timings["forward_end"] gets the perf_counter time at which unit 0's forward ended.
+        timings["forward_end"] gets the perf_counter time at which unit 0's forward ended (with a
+        group: this process's first unit's, and timings["units_end"] when its units were done).
 
         With a process `group` (train/distributed.py: several processes training together, each
         with the whole batch) this process runs only its share of the units, and the group adds the
@@ -132,7 +133,7 @@ class GPT:
             slot = slots.take(k)
             loss = self.loss(graph, ids, targets, dropout, site_key(key, k, 0x7368), worker, slot,
                              denominator)
-            if timings is not None and k == 0:
+            if timings is not None and k == first:
                 timings["forward_end"] = time.perf_counter()
             graph.backward(loss)
             return float(loss.data), slot
@@ -146,6 +147,8 @@ class GPT:
 
         losses = [loss for loss, _ in self._run_units(ids, targets, unit, fold, units, first, end)]
         if group is not None:
+            if timings is not None:
+                timings["units_end"] = time.perf_counter()
             group.add_gradients(self.params.grad, [self.params.unit_grad(s) for s in waiting], add_into)
             losses = group.all_losses(losses)
         return sum(losses)

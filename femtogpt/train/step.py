@@ -4,6 +4,8 @@ Everything random in a step comes from (seed, global step): the windows a step t
 dropout masks. A run split across invocations therefore trains on exactly the same data as one long
 run, whatever the thread count.
 """
+import math
+
 import numpy as np
 
 from femtogpt.engine.ops.dropout import site_key
@@ -27,6 +29,11 @@ class NonFiniteLoss(ArithmeticError):
     before anything is changed, so the weights, the moments and the step stay those of the last good step."""
 
 
+def _exact_norm(grad):
+    """The L2 norm of a finite gradient whose float32 squared norm overflowed (in float64)."""
+    return math.sqrt(float(np.dot(grad.astype(np.float64), grad.astype(np.float64))))
+
+
 def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0, units=DEFAULT_UNITS, group=None):
     """Forward, backward and one AdamW update; returns (loss, lr). The batch runs as `units` work
     units (model/gpt.py), shared out over the processes of `group` when one is given (they all
@@ -44,6 +51,10 @@ def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0, units=DEFAUL
         squared_norm = np.dot(params.grad, params.grad)
     if not np.isfinite(squared_norm) and not np.isfinite(params.grad).all():
         raise NonFiniteLoss(f"the gradients became non-finite at step {optimizer.step + 1} (loss {loss:.4f})")
+    clip = optimizer.config.grad_clip
+    if clip and not squared_norm <= clip * clip:  # an overflowed (inf) norm is above any clip
+        norm = math.sqrt(squared_norm) if np.isfinite(squared_norm) else _exact_norm(params.grad)
+        params.grad *= params.grad.dtype.type(clip / norm)
     try:
         lr = optimizer.update()
     except NonFiniteUpdate as exc:

@@ -1,0 +1,46 @@
+"""The training settings of a run: the flags given now, else those stored in the model file, else defaults.
+
+A run stores every setting that decides what it computes (config.TRAINING_SETTINGS: learning-rate
+schedule, AdamW knobs, clipping, batch, units, dropout, validation) in the model file's train_state,
+so `femtogpt train` with no flags continues a run exactly as it was started. A flag given on the
+command line wins, and is stored for the next run.
+"""
+from femtogpt.config import TRAINING_SETTINGS, OptimizerConfig
+
+
+def resolve(given, stored):
+    """(settings, from_file): every setting, from `given` (the flags on the command line) first, then
+    `stored` (the file's, already validated), then the default; and the names taken from the file whose
+    value differs from the default (what a resume should say it used)."""
+    settings, from_file = {}, []
+    for name, (default, _) in TRAINING_SETTINGS.items():
+        if name in given:
+            settings[name] = given[name]
+        elif name in stored:
+            settings[name] = stored[name]
+            if stored[name] != default:
+                from_file.append(name)
+        else:
+            settings[name] = default
+    return settings, from_file
+
+
+def as_flags(settings, names):
+    """'--lr 0.0003 --batch-size 16': the settings `names` written as train's flags."""
+    return " ".join(f"--{name.replace('_', '-')} {settings[name]:g}" if isinstance(settings[name], float)
+                    else f"--{name.replace('_', '-')} {settings[name]}" for name in names)
+
+
+def optimizer_config(settings):
+    """The AdamW settings (schedule, betas, eps, weight decay, clipping) of `settings`."""
+    return OptimizerConfig(**{name: settings[name] for name in
+                              ("lr", "min_lr", "warmup", "decay_steps", "beta1", "beta2", "eps", "weight_decay",
+                               "schedule", "grad_clip")})
+
+
+def batch_shape(settings):
+    """(windows per step, work units per step): --grad-accum N runs N micro-batches of --batch-size
+    windows (each cut into --units units) per step, which is one batch of N times as many windows in
+    N times as many units: each thread still holds one unit's activations at a time."""
+    n = settings["grad_accum"]
+    return settings["batch_size"] * n, settings["units"] * n
