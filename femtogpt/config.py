@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 
 POS_ENCODINGS = ("none", "absolute")
 TOKENIZER_KINDS = ("ascii", "char", "byte", "bpe")  # text/: how text becomes token ids
-SCHEDULES = ("linear", "cosine")  # learning rate after warm-up, from lr down to min_lr
+SCHEDULES = ("linear", "cosine", "constant")  # learning rate after warm-up: from lr down to min_lr, or lr
 
 
 def _real(lo, hi, hi_open=False, lo_open=False):
@@ -53,6 +53,14 @@ TRAINING_SETTINGS = {
 }
 
 
+def settings_as_flags(settings, names=None):
+    """'--lr 0.0003 --batch-size 16': the settings `names` (default: all, in TRAINING_SETTINGS order) as
+    train's flags."""
+    names = [n for n in TRAINING_SETTINGS if n in settings] if names is None else names
+    return " ".join(f"--{name.replace('_', '-')} {settings[name]:g}" if isinstance(settings[name], float)
+                    else f"--{name.replace('_', '-')} {settings[name]}" for name in names)
+
+
 @dataclass(frozen=True)
 class Hyperparameters:
     vocab_size: int                 # V
@@ -97,13 +105,15 @@ class OptimizerConfig:
     beta2: float = 0.999
     eps: float = 1e-8               # added to sqrt(v_hat), outside the sqrt
     weight_decay: float = 0.01      # decoupled, applied to every parameter as in the reference
-    schedule: str = "linear"        # after warm-up: "linear" (the reference) or "cosine" decay to min_lr
+    schedule: str = "linear"        # after warm-up: "linear" (the reference) or "cosine" decay to min_lr, "constant"
     grad_clip: float = 0.0          # scale the gradient down to this global L2 norm when above it (0: off)
 
     def learning_rate(self, step):
         """The reference schedule at optimiser step `step` (0-based): lr(0) = 0 when warmup > 0."""
         if step < self.warmup:
             return self.lr / self.warmup * step
+        if self.schedule == "constant":
+            return self.lr
         if self.schedule == "cosine":
             progress = min(1.0, (step - self.warmup) / self.decay_steps)
             return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))

@@ -54,8 +54,9 @@ def test_a_bare_train_resumes_with_the_stored_settings_bitwise(workdir):
 
 def test_a_flag_given_on_resume_wins_and_is_stored_for_the_next_run(workdir):
     run("train", "--steps", 2, "--quiet", "--lr", "3e-4", "--batch-size", 4)
-    out = run("train", "--steps", 2, "--quiet", "--lr", "2e-4").output
-    assert out.startswith("Resuming with the settings stored in model.dat: --batch-size 4\n")
+    out = run("train", "--steps", 2, "--quiet", "--lr", "2e-4").output.splitlines()
+    assert out[:2] == ["Changed from the settings stored in the model file: --lr 0.0003 -> 0.0002",
+                       "Resuming with the settings stored in model.dat: --batch-size 4"]
     stored = load_model_file(workdir / "model.dat").train_state["settings"]
     assert stored["lr"] == 2e-4 and stored["batch_size"] == 4
     out = run("train", "--steps", 1, "--quiet").output
@@ -69,10 +70,38 @@ def test_a_first_run_says_nothing_about_stored_settings_and_stores_the_defaults(
     assert stored == {**{k: default for k, (default, _) in TRAINING_SETTINGS.items()}, "batch_size": 2}
 
 
-def test_grad_accum_is_the_same_as_a_batch_that_many_times_larger(workdir):
-    run("train", "--model", "fresh.dat", "--steps", 3, "--quiet", "--batch-size", 8, "--units", 4)
-    run("train", "--steps", 3, "--quiet", "--batch-size", 4, "--units", 2, "--grad-accum", 2)
+def test_grad_accum_4_at_batch_8_is_batch_32_bitwise(workdir):
+    # the micro-batches are the big batch's pieces: 4 x (8 windows in 2 units) = 32 windows in 8 units,
+    # added in the same order (a batch of 32 in the default 2 units adds 16-window pieces instead)
+    run("train", "--model", "fresh.dat", "--steps", 3, "--quiet", "--batch-size", 32, "--units", 8)
+    run("train", "--steps", 3, "--quiet", "--batch-size", 8, "--grad-accum", 4)
     np.testing.assert_array_equal(weights(workdir / "fresh.dat")[1], weights(workdir / "model.dat")[1])
+
+
+def test_a_config_file_sets_options_and_flags_override_it(workdir):
+    (workdir / "run.toml").write_text('model = "fresh.dat"\nsteps = 4\nlr = 3e-4\nbatch-size = 4\n'
+                                      'schedule = "constant"\nquiet = true\n')
+    run("train", "--config", "run.toml", "--batch-size", 3)
+    mf = load_model_file(workdir / "fresh.dat")
+    assert mf.optimizer["step"] == 4 and (workdir / "model.dat").read_bytes() != b""
+    assert {k: mf.train_state["settings"][k] for k in ("lr", "batch_size", "schedule")} == {
+        "lr": 3e-4, "batch_size": 3, "schedule": "constant"}
+    (workdir / "bad.toml").write_text("bogus = 1\n")
+    result = run("train", "--config", "bad.toml", ok=False)
+    assert result.exit_code == 2 and "'bogus' is not an option of train" in result.output
+    (workdir / "bad.toml").write_text("lr = \n")
+    assert "bad.toml is not valid TOML" in run("train", "--config", "bad.toml", ok=False).output
+    (workdir / "bad.toml").write_text("lr = nan\n")
+    assert "is not a finite number" in run("train", "--config", "bad.toml", ok=False).output
+
+
+def test_a_changed_setting_is_one_line_and_info_shows_the_stored_settings(workdir):
+    run("train", "--steps", 1, "--quiet", "--lr", "3e-4", "--units", 3)
+    out = run("train", "--steps", 1, "--quiet", "--lr", "2e-4", "--units", 3).output
+    assert out.splitlines()[0] == "Changed from the settings stored in the model file: --lr 0.0003 -> 0.0002"
+    info = run("info").output
+    assert "  training settings (a bare train resumes with them): seed 5, --lr 0.0002 --units 3, the rest default" \
+        in info.splitlines()
 
 
 @pytest.mark.parametrize("settings, expected", [
@@ -100,6 +129,7 @@ def test_cosine_schedule_and_warm_up():
     assert c.learning_rate(0) == 0 and c.learning_rate(5) == pytest.approx(5e-4)
     assert c.learning_rate(10) == pytest.approx(1e-3) and c.learning_rate(60) == pytest.approx(5.5e-4)
     assert c.learning_rate(110) == pytest.approx(1e-4) and c.learning_rate(10_000) == pytest.approx(1e-4)
+    assert OptimizerConfig(lr=1e-3, warmup=10, schedule="constant").learning_rate(10**6) == 1e-3
     linear = OptimizerConfig(lr=1e-3, min_lr=1e-4, warmup=10, decay_steps=100)
     assert linear.learning_rate(60) == pytest.approx(5.5e-4) and linear.learning_rate(35) < c.learning_rate(35)  # cosine starts slower
 

@@ -70,9 +70,14 @@ def _settings(given, train_state, keep_best):
     """The run's settings (train/settings.py: the flags given, else the file's, else the defaults) and
     the names taken from the file; checked together. --min-lr above --lr is refused when both were
     given, and lowered to --lr (with a note) otherwise, since the schedule would run at the floor."""
-    from femtogpt.train.settings import resolve
+    from femtogpt.train.settings import as_flags, resolve
 
-    settings, from_file = resolve(given, train_state.get("settings", {}))
+    stored = train_state.get("settings", {})
+    settings, from_file = resolve(given, stored)
+    changed = [name for name in given if name in stored and stored[name] != given[name]]
+    if changed:
+        click.echo("Changed from the settings stored in the model file: " + ", ".join(
+            f"{as_flags(stored, [name])} -> {as_flags(given, [name]).split(' ', 1)[1]}" for name in changed))
     lr, min_lr = settings["lr"], settings["min_lr"]
     if min_lr > lr:
         if "min_lr" in given:
@@ -108,7 +113,38 @@ def _check_training_memory(model_path, given):
                        workers=numba.get_num_threads())
 
 
+def _read_config(ctx, param, path):
+    """--config FILE.toml: its keys (train's options, with dashes or underscores) become the defaults
+    of this run's flags, so flags on the command line override it; checked like the flags."""
+    if path is None:
+        return
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", ctx, param) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise click.BadParameter(f"{path} is not valid TOML: {exc}", ctx, param) from None
+    names = {opt.lstrip("-").replace("-", "_"): p.name  # "batch_size" and "model" -> model_path
+             for p in ctx.command.params if p.name != "config" for opt in p.opts}
+    options = {}
+    for key, value in values.items():
+        name = names.get(key.replace("-", "_"))
+        if name is None or isinstance(value, (dict, list)):
+            raise click.BadParameter(f"{path}: {key!r} is not an option of train with one value "
+                                     f"(options: {', '.join(sorted(n.replace('_', '-') for n in names))})",
+                                     ctx, param)
+        options[name] = value
+    ctx.default_map = {**(ctx.default_map or {}), **options}
+
+
 @click.command()
+@click.option("--config", type=click.Path(dir_okay=False), callback=_read_config, is_eager=True,
+              expose_value=False, help="A TOML file setting any of these options (flags given override it).")
 @model_option()
 @click.option("--dataset", default="dataset.txt", show_default=True, type=click.Path(),
               help="A text file, or a directory of text files.")

@@ -5,6 +5,7 @@
 """
 from pathlib import Path
 
+from femtogpt.config import TRAINING_SETTINGS, settings_as_flags
 from femtogpt.io.log_summary import describe, summarize_logs
 from femtogpt.io.logs import TRAIN_STEP
 from femtogpt.io.model_file import load_model_file
@@ -26,6 +27,7 @@ def model_summary(path):
         "last_loss": steps[-1]["loss"] if steps else None,
         "tokenizer": {**(mf.tokenizer_meta or {}), "vocab_size": mf.hp.vocab_size},
         "seed": (mf.train_state or {}).get("seed"),
+        "settings": (mf.train_state or {}).get("settings"),
         "history": summarize_logs(mf.logs),
     })
 
@@ -53,8 +55,13 @@ def summary_lines(summary):
         + (", case-insensitive" if tok.get("case_insensitive") else ""),
         f"  optimizer: {opt}; trained {summary['trained_steps']} steps"
         + (f", last loss {last:.4f}" if summary["trained_steps"] else ""),
-        "  history:",
     ]
+    if summary.get("settings"):
+        changed = {k: v for k, v in summary["settings"].items()
+                   if k in TRAINING_SETTINGS and v != TRAINING_SETTINGS[k][0]}
+        lines.append(f"  training settings (a bare train resumes with them): seed {summary['seed']}"
+                     + (f", {settings_as_flags(changed)}" if changed else "") + ", the rest default")
+    lines.append("  history:")
     return lines + [f"    {describe(entry)}" for entry in summary["history"]]
 
 

@@ -5,7 +5,7 @@ schedule, AdamW knobs, clipping, batch, units, dropout, validation) in the model
 so `femtogpt train` with no flags continues a run exactly as it was started. A flag given on the
 command line wins, and is stored for the next run.
 """
-from femtogpt.config import TRAINING_SETTINGS, OptimizerConfig
+from femtogpt.config import TRAINING_SETTINGS, OptimizerConfig, settings_as_flags as as_flags  # noqa: F401
 
 
 def resolve(given, stored):
@@ -23,12 +23,6 @@ def resolve(given, stored):
         else:
             settings[name] = default
     return settings, from_file
-
-
-def as_flags(settings, names):
-    """'--lr 0.0003 --batch-size 16': the settings `names` written as train's flags."""
-    return " ".join(f"--{name.replace('_', '-')} {settings[name]:g}" if isinstance(settings[name], float)
-                    else f"--{name.replace('_', '-')} {settings[name]}" for name in names)
 
 
 def optimizer_config(settings):
