@@ -181,7 +181,11 @@ def test_eval_covers_the_file_once(workdir):
     n_chars = len(Path("dataset.txt").read_text())
     assert data["tokens"] == n_chars - 1  # ascii: one token per character, each predicted once
     assert abs(data["loss"] - np.log(101)) < 0.1
-    assert "loss" in run("eval", "--dataset", "dataset.txt").output
+    assert data["perplexity"] == pytest.approx(np.exp(data["loss"]), rel=1e-12)
+    assert f"(perplexity {data['perplexity']:.4g})" in run("eval", "--dataset", "dataset.txt").output
+    capped = json.loads(run("eval", "--dataset", "dataset.txt", "--json", "--max-windows", 2).output)
+    T = load_model_file(Path("model.dat")).hp.num_tokens
+    assert capped["tokens"] == 2 * T  # the first two windows of T predicted tokens each
 
 
 def test_loss_and_info_and_reset_optimizer(workdir):

@@ -115,7 +115,7 @@ def test_dangling_symlink_output_is_refused_without_force(workdir, monkeypatch):
         line = refused(workdir, monkeypatch, ["init", "--model", "link.dat"])
         assert line.startswith("Error: --model link.dat is a symlink to ") and \
             line.endswith("gone.dat, which does not exist; pass --force to write through it"), line
-        line = refused(workdir, monkeypatch, writer("dummy-data", "link.dat"))  # no --force there
+        line = refused(workdir, monkeypatch, writer("bench", "link.dat"))  # no --force there
         assert line.endswith("which does not exist; remove it or choose another name"), line
         run("init", "--model", "link.dat", "--force", "--embedding-degree", 8, "--num-layers", 1,
             "--num-heads", 2, "--num-tokens", 8)
@@ -156,7 +156,7 @@ def test_train_bpe_onto_a_full_disk_is_one_line(tmp_path):
     (tmp_path / "tokenizer.json").write_text("the old tokenizer")
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run([sys.executable, "-m", "femtogpt", "train-bpe", "--dataset", "dataset.txt",
-                           "--vocab-size", "300"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           "--vocab-size", "300", "--force"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           preexec_fn=_limit_file_size, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -184,4 +184,5 @@ def test_dummy_data_out_goes_through_the_atomic_writer(workdir, monkeypatch):
                                   ["plot", "--model", "model.dat", "--out", "model.dat"]])
 def test_a_command_without_force_never_replaces_a_model_file(workdir, monkeypatch, args):
     message = refused(workdir, monkeypatch, args)
-    assert "model.dat" in message and ("femtogpt model file" in message or "itself" in message), message
+    assert "model.dat" in message and ("femtogpt model file" in message or "itself" in message
+                                       or "already exists; pass --force" in message), message

@@ -297,7 +297,7 @@ def test_read_text_errors_and_invalid_utf8(tmp_path):
     with pytest.raises(TokenizerError, match="empty"):
         read_text(tmp_path / "e.txt")
     (tmp_path / "d").mkdir()
-    with pytest.raises(TokenizerError, match="no files"):
+    with pytest.raises(TokenizerError, match="no text files"):
         read_text(tmp_path / "d")
     (tmp_path / "bad.txt").write_bytes(b"ok \xff\xfe end\r\n")
     notes = []

@@ -19,10 +19,11 @@ MAX_SIZE = 10_000_000  # dummy-data --size: 200 times the largest default; about
 @click.option("--size", type=click.IntRange(1, MAX_SIZE), default=None,
               help="In the generator's unit (words, lines, attempts, groups) [default: the reference's].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file [default: stdout].")
-def dummy_data(name, seed, size, out):
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def dummy_data(name, seed, size, out, force):
     """Generate one of the fork's toy datasets (reference §7)."""
     if out is not None:
-        check_output_path(out, "--out")
+        check_output_path(out, "--out", force)
     from femtogpt.atomic import AtomicWriteError, write_atomically
     from femtogpt.tasks.toy_data import file_text
 
@@ -65,7 +66,7 @@ def demo(workdir, seconds, seed):
     dataset, model_path = out / "dataset.txt", out / "model.dat"
     live = sys.stdout.isatty()
     demo_run = run_demo(dataset, model_path, seed, seconds, lambda ckpt: save_checkpoint(ckpt, model_path),
-                        TrainDisplay(None, 0, 32 * 32, live=live), click.echo,
+                        TrainDisplay(None, 0, 32 * 32, live=live, seconds=seconds), click.echo,
                         before_training=lambda: warm_up(spinner=live))
     ckpt, result = demo_run.checkpoint, demo_run.result
     last = f"; loss {result.last_loss:.4f}" if result is not None else ""

@@ -4,6 +4,7 @@ Only click and the standard library at module level; sampling is femtogpt/model/
 streaming decode femtogpt/text/stream.py, the loss femtogpt/train/evaluate.py.
 """
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -81,9 +82,13 @@ def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_fil
 @click.option("--dataset", required=True, type=click.Path(), help="A text file or directory to evaluate on.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32,
               help="Windows per forward pass (checked against this machine's memory first).")
-@click.option("--json", "as_json", is_flag=True, help="Print {\"loss\": ..., \"tokens\": ...}.")
-def eval_cmd(model_path, dataset, batch_size, as_json):
-    """Mean cross-entropy over a dataset, in consecutive windows covering it once."""
+@click.option("--max-windows", type=click.IntRange(1, MAX_LIST), default=None,
+              help="Evaluate only the first N windows of num_tokens tokens [default: all].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {\"loss\": ..., \"perplexity\": ..., \"tokens\": ...}.")
+def eval_cmd(model_path, dataset, batch_size, max_windows, as_json):
+    """Mean cross-entropy (and perplexity, its exponential) over a dataset, in consecutive windows
+    covering it once. A progress bar shows on a terminal."""
     if not Path(dataset).exists():
         raise UserError(f"--dataset {dataset}: no such file or directory")
     ckpt = open_checkpoint(model_path)
@@ -96,11 +101,22 @@ def eval_cmd(model_path, dataset, batch_size, as_json):
     windows = -(-(len(tokens) - 1) // ckpt.hp.num_tokens)  # a batch is at most the dataset's windows
     check_model_memory(ckpt.hp, min(batch_size, windows), f"--batch-size {batch_size}: evaluating "
                        f"{model_path}", loaded=True, hint="; try a smaller --batch-size")
-    loss, count = evaluate_tokens(ckpt.model, tokens, batch_size=batch_size)
-    if as_json:
-        click.echo(json.dumps({"loss": loss, "tokens": int(count), "dataset": str(dataset)}))
+    live = sys.stdout.isatty() and not as_json
+    if live:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("evaluating", total=None)
+            loss, count = evaluate_tokens(ckpt.model, tokens, batch_size=batch_size, max_windows=max_windows,
+                                          progress=lambda done, total: bar.update(task, completed=done, total=total))
     else:
-        click.echo(f"loss {loss:.6f} over {count:,} predicted tokens of {dataset}")
+        loss, count = evaluate_tokens(ckpt.model, tokens, batch_size=batch_size, max_windows=max_windows)
+    perplexity = math.exp(min(loss, 709.0))  # exp overflows a float above ~709.78
+    if as_json:
+        click.echo(json.dumps({"loss": loss, "perplexity": perplexity, "tokens": int(count),
+                               "dataset": str(dataset)}))
+    else:
+        click.echo(f"loss {loss:.6f} (perplexity {perplexity:.4g}) over {count:,} predicted tokens of {dataset}")
 
 
 COMMANDS = [infer, eval_cmd]

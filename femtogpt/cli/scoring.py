@@ -101,12 +101,13 @@ def score(task, model_path, samples, seed, temperature, as_json):
 @click.option("--smooth", "smooth_window", type=click.IntRange(1, MAX_LIST), default=1, show_default=True,
               help="Moving average over this many steps (training loss only).")
 @click.option("--title", default=None, help="Picture title [default: the file names].")
-def plot(models, out, smooth_window, title):
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def plot(models, out, smooth_window, title, force):
     """Draw the training (and validation) loss recorded in model files to a PNG.
 
     Needs matplotlib: pip install 'femtogpt[plot]'.
     """
-    check_output_path(out, "--out", inputs=[("a --model file", path) for path in models])
+    check_output_path(out, "--out", force, inputs=[("a --model file", path) for path in models])
     from femtogpt.io.model_file import ModelFileError, peek_header
     from femtogpt.tools.plotting import PlotUnavailable, UnsupportedFormat, plot_models
 

@@ -34,7 +34,8 @@ def _size(chars):
               help="--case-insensitive lowercases the text before encoding.")
 @click.option("--tokenizer-data", "output", default="tokenizer.json", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Where to write the tokenizer JSON.")
-def train_bpe(dataset, vocab_size, reserve_tokens, case_sensitive, output):
+@click.option("--force", is_flag=True, help="Overwrite --tokenizer-data if it exists (e.g. a checkout's tokenizer.json).")
+def train_bpe(dataset, vocab_size, reserve_tokens, case_sensitive, output, force):
     """Train a byte-level BPE tokenizer (Hugging Face's trainer) and write its tokenizer.json.
 
     Nothing is ever unknown: every byte is a token. A small or repetitive corpus gives fewer
@@ -50,7 +51,7 @@ def train_bpe(dataset, vocab_size, reserve_tokens, case_sensitive, output):
     from femtogpt.text.corpus import read_text
     from femtogpt.text.tokenizer import TokenizerError
 
-    check_output_path(output, "--tokenizer-data", inputs=[("the --dataset file", dataset)])
+    check_output_path(output, "--tokenizer-data", force, inputs=[("the --dataset file", dataset)])
     try:
         text = read_text(dataset, _warn)
         click.echo(f"train-bpe: {_size(len(text))} from {dataset}, vocabulary {vocab_size}")
@@ -146,4 +147,38 @@ def count_tokens(model_path, dataset, as_json, top):
     click.echo(f"total: {len(ids):,} tokens ({tok.summary()}{unk})")
 
 
-COMMANDS = [train_bpe, count_tokens]
+@click.group()
+def cache():
+    """The token cache: datasets' token ids, kept so training reads a corpus once per tokenizer.
+
+    \b
+    It lives in ~/.cache/femtogpt/tokens (or $FEMTOGPT_CACHE_DIR) and holds at most
+    $FEMTOGPT_CACHE_MAX_MB megabytes (default 2048): the least recently used entries go first.
+    """
+
+
+@cache.command("info")
+def cache_info():
+    """Where the cache is, how many entries it holds and their size."""
+    from femtogpt.text.token_cache import cache_entries, default_cache_dir, max_cache_bytes
+
+    entries = cache_entries()
+    size = sum(f.stat().st_size for f in entries if f.exists())
+    click.echo(f"{default_cache_dir()}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
+               f"{_megabytes(size)} (cap {_megabytes(max_cache_bytes())})")
+
+
+@cache.command("clear")
+def cache_clear():
+    """Delete every entry (they are rebuilt when a dataset is next read)."""
+    from femtogpt.text.token_cache import clear, default_cache_dir
+
+    n, size = clear()
+    click.echo(f"Deleted {n} entr{'y' if n == 1 else 'ies'} ({_megabytes(size)}) from {default_cache_dir()}")
+
+
+def _megabytes(n):
+    return f"{n / 1e6:,.1f} MB"
+
+
+COMMANDS = [train_bpe, count_tokens, cache]

@@ -1,5 +1,5 @@
 """A dataset's fingerprint: a content hash of exactly the files `read_text` reads (text/corpus.py
-`dataset_files`: a file, or a directory's files without hidden ones and __pycache__).
+`dataset_files`: a file, or a directory's text files, without hidden folders such as .git and .venv).
 
 The TrainSession log stores it, and `train --keep-best` compares it to tell whether an existing best
 file was judged on the same validation data. Not here: which files a dataset is (text/corpus.py).

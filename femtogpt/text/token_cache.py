@@ -21,9 +21,73 @@ from femtogpt.text.corpus import read_text
 from femtogpt.text.tokenizer import TextTokenizer, TokenizerError, Warn, _stderr, id_dtype
 
 
+DEFAULT_MAX_MB = 2048  # the cache's size cap: $FEMTOGPT_CACHE_MAX_MB, else this
+SUFFIX = ".ids.npz"
+
+
 def default_cache_dir() -> Path:
     env = os.environ.get("FEMTOGPT_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "femtogpt" / "tokens"
+
+
+def max_cache_bytes() -> int:
+    """The cap on the cache's size: $FEMTOGPT_CACHE_MAX_MB megabytes (a number; 0 keeps nothing),
+    else DEFAULT_MAX_MB; an unreadable value is the default."""
+    try:
+        mb = float(os.environ.get("FEMTOGPT_CACHE_MAX_MB", DEFAULT_MAX_MB))
+    except ValueError:
+        mb = DEFAULT_MAX_MB
+    return int(max(0.0, mb) * 1e6) if mb == mb and mb != float("inf") else int(DEFAULT_MAX_MB * 1e6)
+
+
+def cache_entries(folder=None) -> list[Path]:
+    """The cache's entries, least recently used first (a hit touches its entry)."""
+    folder = Path(folder) if folder is not None else default_cache_dir()
+    if not folder.is_dir():
+        return []
+    entries = []
+    for f in folder.glob(f"*{SUFFIX}"):
+        try:
+            entries.append((f.stat().st_mtime, f))
+        except OSError:
+            continue
+    return [f for _, f in sorted(entries)]
+
+
+def prune(folder, max_bytes, keep=None) -> int:
+    """Delete least recently used entries until the cache holds at most `max_bytes` (`keep`, the entry
+    just written, goes last); returns how many were deleted."""
+    entries = [f for f in cache_entries(folder) if f != keep] + ([keep] if keep is not None else [])
+    sizes = {}
+    for f in entries:
+        try:
+            sizes[f] = f.stat().st_size
+        except OSError:
+            sizes[f] = 0
+    total, deleted = sum(sizes.values()), 0
+    for f in entries:
+        if total <= max_bytes:
+            break
+        try:
+            f.unlink()
+            deleted += 1
+        except OSError:
+            pass
+        total -= sizes[f]
+    return deleted
+
+
+def clear(folder=None) -> tuple[int, int]:
+    """Delete every entry; returns (entries, bytes) deleted."""
+    n = size = 0
+    for f in cache_entries(folder):
+        try:
+            size += f.stat().st_size
+            f.unlink()
+            n += 1
+        except OSError:
+            pass
+    return n, size
 
 
 def encode_file_cached(tokenizer: TextTokenizer, path, cache_dir=None, progress=None,
@@ -37,7 +101,7 @@ def encode_file_cached(tokenizer: TextTokenizer, path, cache_dir=None, progress=
     tok_key = hashlib.sha256((tokenizer.to_json() + json.dumps(tokenizer.meta(), sort_keys=True))
                              .encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    file = folder / f"{tok_key}-{text_key}.ids.npz"
+    file = folder / f"{tok_key}-{text_key}{SUFFIX}"
     ids = read_cache(file, tokenizer.vocab_size)
     if ids is None:
         try:
@@ -45,8 +109,14 @@ def encode_file_cached(tokenizer: TextTokenizer, path, cache_dir=None, progress=
         except TokenizerError as exc:
             raise TokenizerError(f"{path}: {exc}") from None
         _save_cache(file, ids, warn)
-    elif callable(progress):
-        progress(len(text), len(text))
+        prune(folder, max_cache_bytes(), keep=file)  # an entry bigger than the cap does not stay either
+    else:
+        try:
+            os.utime(file)  # used now: the last to go when the cache is over its cap
+        except OSError:
+            pass
+        if callable(progress):
+            progress(len(text), len(text))
     if tokenizer.unk_id is not None:
         unknown = int(np.count_nonzero(ids == tokenizer.unk_id))
         if unknown:

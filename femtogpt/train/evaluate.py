@@ -7,8 +7,9 @@ once. The result is the mean cross-entropy per predicted token.
 import numpy as np
 
 
-def evaluate_tokens(model, tokens, batch_size=32, max_windows=None):
-    """(mean loss, number of predicted tokens); max_windows caps the work (None: all)."""
+def evaluate_tokens(model, tokens, batch_size=32, max_windows=None, progress=None):
+    """(mean loss, number of predicted tokens); max_windows caps the work (None: all): the first
+    max_windows windows are evaluated. progress(done, total), if given, after each batch of windows."""
     T = model.hp.num_tokens
     n = len(tokens)
     if n < 2:
@@ -19,6 +20,8 @@ def evaluate_tokens(model, tokens, batch_size=32, max_windows=None):
     full = starts[starts + T + 1 <= n]
     total, count = 0.0, 0
     for i in range(0, len(full), batch_size):
+        if progress is not None:
+            progress(i, len(starts))
         s = full[i:i + batch_size]
         windows = tokens[s[:, None] + np.arange(T + 1)].astype(np.int64)
         total += model.mean_loss(windows[:, :-1], windows[:, 1:]) * windows.shape[0] * T
@@ -28,4 +31,6 @@ def evaluate_tokens(model, tokens, batch_size=32, max_windows=None):
         w = np.asarray(tokens[s:], dtype=np.int64)[None, :]
         total += model.mean_loss(w[:, :-1], w[:, 1:]) * (w.shape[1] - 1)
         count += w.shape[1] - 1
+    if progress is not None:
+        progress(len(starts), len(starts))
     return total / count, count
