@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from femtogpt.io.logs import expanded
 from femtogpt.io.model_file import load_model_file
 from femtogpt.tasks.toy_data import generate_text
 from tests.run_cli import run
@@ -81,8 +82,8 @@ def test_train_resume_is_exact(workdir):
     for name in a.tensors:
         np.testing.assert_array_equal(a.tensors[name], b.tensors[name], err_msg=name)
         np.testing.assert_array_equal(a.optimizer["m"][name], b.optimizer["m"][name], err_msg=name)
-    losses_a = [log["loss"] for log in a.logs if log["kind"] == "TrainStep"]
-    losses_b = [log["loss"] for log in b.logs if log["kind"] == "TrainStep"]
+    losses_a = [log["loss"] for log in expanded(a.logs) if log["kind"] == "TrainStep"]
+    losses_b = [log["loss"] for log in expanded(b.logs) if log["kind"] == "TrainStep"]
     assert losses_a == losses_b and len(losses_a) == 10
 
 
@@ -92,7 +93,8 @@ def test_train_saves_every_step_count_and_logs(workdir):
     assert "step 3" in out
     mf = load_model_file(Path("model.dat"))
     kinds = [log["kind"] for log in mf.logs]
-    assert kinds == ["Init", "TrainSession", "TrainStep", "TrainStep", "TrainStep"]
+    assert kinds == ["Init", "TrainSession", "TrainSteps"]  # three steps in one block
+    assert [log["step"] for log in expanded(mf.logs)[2:]] == [1, 2, 3]
     session = mf.logs[1]
     assert session["dataset"] == "dataset.txt" and len(session["dataset_hash"]) > 8
     assert mf.optimizer["step"] == 3
@@ -103,8 +105,12 @@ def test_train_with_validation(workdir):
     out = run("train", "--steps", "4", "--batch-size", "2", "--val-fraction", "0.2",
               "--eval-every", "2").output
     assert "validation loss" in out
-    evals = [log for log in load_model_file(Path("model.dat")).logs if log["kind"] == "Eval"]
+    logs = load_model_file(Path("model.dat")).logs
+    evals = [log for log in logs if log["kind"] == "Eval"]
     assert [e["step"] for e in evals] == [2, 4] and all(np.isfinite(e["val_loss"]) for e in evals)
+    # a block ends at each validation, so the logs stay in the order of events
+    assert [(log["kind"], log.get("step")) for log in expanded(logs)[2:]] == [
+        ("TrainStep", 1), ("TrainStep", 2), ("Eval", 2), ("TrainStep", 3), ("TrainStep", 4), ("Eval", 4)]
 
 
 def test_train_bad_inputs_leave_the_model_untouched(workdir):

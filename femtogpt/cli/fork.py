@@ -15,7 +15,7 @@ def import_fork(fork_file, output, force):
     """Convert the fork's FORK_FILE (.dat, bincode) into OUTPUT, keeping the weights, the optimizer
     state, the token ids and the logs (so `compare` sees lineage between imported models)."""
     from femtogpt.io.fork_reader import ForkFileError
-    from femtogpt.io.logs import TRAIN_STEP
+    from femtogpt.io.logs import step_count
     from femtogpt.text.tokenizer import TokenizerError
 
     check_output_path(output, "OUTPUT", force, inputs=[("the fork file", fork_file)])
@@ -29,7 +29,7 @@ def import_fork(fork_file, output, force):
     except (ForkFileError, TokenizerError, KeyError, ValueError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     save_checkpoint(ckpt, output)
-    steps = sum(1 for log in ckpt.logs if log["kind"] == TRAIN_STEP)
+    steps = step_count(ckpt.logs)
     click.echo(f"Imported {fork_file}: {ckpt.hp.num_params():,} parameters, {steps} training steps, "
                f"optimizer step {ckpt.step}, {ckpt.tokenizer.summary()} -> {output}")
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from femtogpt.growth.surgery import layer_of, rename_layer, shared_token_pairs
-from femtogpt.io.logs import EVAL, INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, TRAIN_SESSION, TRAIN_STEP
+from femtogpt.io.logs import EVAL, INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, TRAIN_SESSION, TRAIN_STEP, expanded
 from femtogpt.text.printable import printable
 
 TRAINING_KINDS = (TRAIN_SESSION, TRAIN_STEP, EVAL)  # everything else after a divergence is an "event"
@@ -165,7 +165,7 @@ def compare_models(mf_a, mf_b, tok_a=None, tok_b=None, reverse=False, align_laye
 
     tok_a = tok_a or model_tokenizer(mf_a)
     tok_b = tok_b or model_tokenizer(mf_b)
-    lin = lineage(mf_a.logs, mf_b.logs)
+    lin = lineage(expanded(mf_a.logs), expanded(mf_b.logs))
     hp_a, hp_b = mf_a.hp.to_dict(), mf_b.hp.to_dict()
     hp_diff = {k: [hp_a[k], hp_b[k]] for k in hp_a if hp_a[k] != hp_b.get(k)}
     L_a, L_b = mf_a.hp.num_layers, mf_b.hp.num_layers

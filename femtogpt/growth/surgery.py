@@ -28,7 +28,7 @@ import numpy as np
 
 from femtogpt.engine.params import Parameters, named_views, reference_names
 from femtogpt.io.checkpoint import assemble, create
-from femtogpt.io.logs import INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, new_log
+from femtogpt.io.logs import INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, last_log_id, new_log
 
 VOCAB_TENSORS = ("token_embedding", "head_map_weights", "head_map_bias")  # depend on V: fresh in init-with
 INITS = ("random", "near-identity")
@@ -111,7 +111,7 @@ def init_with(parent, tokenizer, num_tokens=None, seed=None, keep_shared_tokens=
                             copied_params=sum(dst[n].size for n in copied),
                             fresh_params=sum(dst[n].size for n in VOCAB_TENSORS), shared_tokens=shared)
     fields = dict(parent=None if parent_path is None else str(parent_path),
-                  parent_last_log_id=parent.logs[-1]["id"] if parent.logs else None,
+                  parent_last_log_id=last_log_id(parent.logs),
                   hyperparameters=hp.to_dict(), seed=seed, tokenizer=tokenizer.summary(),
                   copied=len(copied), fresh=list(VOCAB_TENSORS))
     if shared is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from femtogpt.config import TRAINING_SETTINGS, settings_as_flags
 from femtogpt.io.log_summary import describe, summarize_logs
-from femtogpt.io.logs import TRAIN_STEP
+from femtogpt.io.logs import TRAIN_STEP, expanded
 from femtogpt.io.model_file import load_model_file
 from femtogpt.text.printable import printable
 
@@ -16,7 +16,7 @@ def model_summary(path):
     """Hyperparameters, parameter count, optimizer step, tokenizer, and the logs summarised by
     run, as JSON-ready values. Raises ModelFileError for a file that does not load."""
     mf = load_model_file(Path(path))
-    steps = [log for log in mf.logs if log.get("kind") == TRAIN_STEP]
+    steps = [log for log in expanded(mf.logs) if log.get("kind") == TRAIN_STEP]
     return _plain({
         "model": str(path),
         "file_size": Path(path).stat().st_size,
@@ -68,5 +68,5 @@ def summary_lines(summary):
 def training_losses(path, limit):
     """The last `limit` TrainStep losses of a model file, oldest first (limit 0: none).
     Raises ModelFileError for a file that does not load."""
-    losses = [log["loss"] for log in load_model_file(Path(path)).logs if log.get("kind") == TRAIN_STEP]
+    losses = [log["loss"] for log in expanded(load_model_file(Path(path)).logs) if log.get("kind") == TRAIN_STEP]
     return losses[-limit:] if limit else []

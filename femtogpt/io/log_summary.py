@@ -3,14 +3,14 @@
 The logs were validated by the loader (io/logs.py: each known kind's fields typed); their strings, and
 everything of a kind this version does not know, still come from a file, so `describe` escapes them.
 """
-from femtogpt.io.logs import EVAL, TRAIN_STEP
+from femtogpt.io.logs import EVAL, TRAIN_STEP, expanded
 from femtogpt.text.printable import printable
 
 
 def summarize_logs(logs):
     """A list of runs: consecutive logs of one kind merged; TrainStep runs give steps and losses."""
     out = []
-    for log in logs:
+    for log in expanded(logs):
         kind = log.get("kind")
         if kind == TRAIN_STEP:
             if out and out[-1]["kind"] == "TrainSteps":

@@ -21,7 +21,8 @@ INSERT_LAYER = "InsertLayer"        # index, init
 RESET_OPTIMIZER = "ResetOptimizer"
 INIT_WITH = "InitWith"              # parent, tokenizer, copied
 EVAL = "Eval"                       # step, val_loss
-LOG_KINDS = (INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER, INIT_WITH, EVAL)
+TRAIN_STEPS = "TrainSteps"          # first_step, loss (float32 bytes), elapsed_ms (uint16 bytes): a block of steps
+LOG_KINDS = (INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER, INIT_WITH, EVAL, TRAIN_STEPS)
 
 _U64 = 2**64 - 1
 
@@ -75,8 +76,11 @@ FIELDS = {
                 "seed": _SEED, "tokenizer": _STR, "copied": _integer(), "fresh": _strings,
                 "shared_tokens": _integer()},
     EVAL: {"step": _STEP, "val_loss": _LOSS},
+    TRAIN_STEPS: {"first_step": _STEP, "loss": _of(bytes, bytearray, what="bytes"),
+                  "elapsed_ms": _of(bytes, bytearray, what="bytes")},
 }
-REQUIRED = {TRAIN_STEP: ("step", "loss"), INSERT_LAYER: ("index",), EVAL: ("step", "val_loss")}
+REQUIRED = {TRAIN_STEP: ("step", "loss"), INSERT_LAYER: ("index",), EVAL: ("step", "val_loss"),
+            TRAIN_STEPS: ("first_step", "loss", "elapsed_ms")}
 
 
 def log_problem(log):
@@ -91,7 +95,75 @@ def log_problem(log):
             value = repr(log[name])
             value = value if len(value) <= 40 else value[:37] + "..."
             return f"has {name} {value}, expected {check.expected}"
+    if kind == TRAIN_STEPS:
+        n = len(log["loss"]) // 4
+        if len(log["loss"]) % 4 or len(log["elapsed_ms"]) != 2 * n:
+            return (f"has {len(log['loss'])} bytes of loss and {len(log['elapsed_ms'])} of elapsed_ms, "
+                    f"expected 4 and 2 per step")
+        if n and np.isinf(np.frombuffer(log["loss"], "<f4")).any():
+            return "has an infinite loss"
     return None
+
+
+# ---------------------------------------------------------------- training steps, compactly
+#
+# Training appends its steps to a TrainSteps block (6 bytes a step: the loss as float32, the step's
+# milliseconds as uint16, saturating at 65,535), a new block after every other log (an Eval, a new
+# session), so the order of the logs stays the order of events. Files written before blocks existed
+# hold one TrainStep map per step (about 100 bytes); both read the same through `expanded`.
+
+def new_step_block(first_step):
+    return new_log(TRAIN_STEPS, first_step=int(first_step), loss=bytearray(), elapsed_ms=bytearray())
+
+
+def append_step(logs, step, loss, elapsed_ms):
+    """Record one training step at the end of `logs`: in the last log when it is a block that ends at
+    step - 1, else in a new block."""
+    block = logs[-1] if logs else None
+    if (block is None or block.get("kind") != TRAIN_STEPS or not isinstance(block["loss"], bytearray)
+            or block["first_step"] + len(block["loss"]) // 4 != step):
+        block = new_step_block(step)
+        logs.append(block)
+    block["loss"] += np.float32(loss).astype("<f4").tobytes()
+    block["elapsed_ms"] += np.uint16(min(max(int(elapsed_ms), 0), 65535)).astype("<u2").tobytes()
+
+
+def block_steps(block):
+    """(steps, losses, elapsed_ms) arrays of a TrainSteps block."""
+    losses = np.frombuffer(bytes(block["loss"]), "<f4")
+    elapsed = np.frombuffer(bytes(block["elapsed_ms"]), "<u2")
+    return np.arange(block["first_step"], block["first_step"] + len(losses)), losses, elapsed
+
+
+def last_log_id(logs):
+    """The id of the last entry of `logs` as `expanded` shows it (None when there is none)."""
+    if not logs:
+        return None
+    last = logs[-1]
+    if last.get("kind") == TRAIN_STEPS and len(last["loss"]) >= 4:
+        return f"{last['id']}/{len(last['loss']) // 4 - 1}"
+    return last.get("id")
+
+
+def step_count(logs):
+    """How many training steps the logs record (TrainStep maps and blocks)."""
+    return sum(len(log["loss"]) // 4 if log.get("kind") == TRAIN_STEPS else 1
+               for log in logs if log.get("kind") in (TRAIN_STEP, TRAIN_STEPS))
+
+
+def expanded(logs):
+    """The logs with every TrainSteps block written out as TrainStep maps (step, loss, elapsed_ms, and
+    the id "<block id>/<index>", so histories compare step by step): what readers of the history
+    (info, loss, plot, compare) iterate over, whichever form a file holds."""
+    out = []
+    for log in logs:
+        if log.get("kind") != TRAIN_STEPS:
+            out.append(log)
+            continue
+        steps, losses, elapsed = block_steps(log)
+        out.extend({"id": f"{log['id']}/{i}", "kind": TRAIN_STEP, "step": int(s), "loss": float(x),
+                    "elapsed_ms": int(ms)} for i, (s, x, ms) in enumerate(zip(steps, losses, elapsed)))
+    return out
 
 
 def new_log(kind, **fields):

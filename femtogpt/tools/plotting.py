@@ -9,7 +9,7 @@ PNG is written atomically (femtogpt/atomic.py).
 from pathlib import Path
 
 from femtogpt.atomic import write_atomically
-from femtogpt.io.logs import EVAL, INSERT_LAYER, TRAIN_STEP
+from femtogpt.io.logs import EVAL, INSERT_LAYER, TRAIN_STEP, expanded
 
 INSTALL_HINT = "matplotlib is not installed: pip install 'femtogpt[plot]' (or pip install matplotlib)"
 
@@ -45,7 +45,7 @@ def curves_from_logs(logs):
     """{"train": (x, loss), "val": (x, val_loss), "events": [(x, label)]} from a model's logs;
     x = 1-based count of TrainStep entries so far (continuous across sessions and insertions)."""
     tx, ty, vx, vy, events, n = [], [], [], [], [], 0
-    for log in logs:
+    for log in expanded(logs):
         kind = log.get("kind")
         if kind == TRAIN_STEP:
             n += 1

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from femtogpt.io.logs import EVAL, TRAIN_SESSION, TRAIN_STEP, new_log
+from femtogpt.io.logs import EVAL, TRAIN_SESSION, append_step, new_log
 from femtogpt.train.evaluate import evaluate_tokens
 from femtogpt.model.generate import sample_text
 from femtogpt.model.gpt import DEFAULT_UNITS
@@ -106,8 +106,7 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
                 break
             elapsed = time.perf_counter() - t0
             result.last_loss, result.steps = loss, i + 1
-            checkpoint.logs.append(new_log(TRAIN_STEP, step=opt.step, loss=loss,
-                                        elapsed_ms=int(round(elapsed * 1000)), lr=lr))
+            append_step(checkpoint.logs, opt.step, loss, round(elapsed * 1000))
             if val_tokens is not None and options.eval_every and opt.step % options.eval_every == 0:
                 val, _ = evaluate_tokens(model, val_tokens, max_windows=options.eval_windows)
                 checkpoint.logs.append(new_log(EVAL, step=opt.step, val_loss=val))
