@@ -82,9 +82,9 @@ def test_output_in_a_read_only_folder_is_refused(workdir, monkeypatch, name):
 
 @pytest.mark.parametrize("args, message", [
     (["init-with", "--parent", "model.dat", "--child", "model.dat", "--force"],
-     "Error: --child model.dat is the --parent file itself; choose another name"),
+     "Error: --output model.dat is the --input file itself; choose another name"),
     (["init-with", "--parent", "model.dat", "--child", "alias.dat", "--force"],
-     "Error: --child alias.dat is the --parent file itself; choose another name"),
+     "Error: --output alias.dat is the --input file itself; choose another name"),
     (["export", "--out", "model.dat", "--force"], "Error: --out model.dat is the model file itself; choose another name"),
     (["import-fork", "fork.dat", "fork.dat", "--force"], "Error: OUTPUT fork.dat is the fork file itself; choose another name"),
     (["train-bpe", "--dataset", "dataset.txt", "--tokenizer-data", "dataset.txt"],

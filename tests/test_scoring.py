@@ -277,3 +277,13 @@ def test_every_task_table_is_keyed_by_the_one_list_of_tasks():
     for name in TASKS:
         with pytest.raises(ValueError) if name == "simple_dummy" else contextlib.nullcontext():
             task_probes(name, 3, 0)
+
+
+def test_two_model_files_of_one_name_get_distinct_labels(tmp_path):
+    from femtogpt.tools.plotting import distinct_labels
+
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "b").mkdir()
+    a, b, c = tmp_path / "runs" / "a" / "model.dat", tmp_path / "runs" / "b" / "model.dat", tmp_path / "x.dat"
+    assert distinct_labels([a, b, c]) == ["a/model.dat", "b/model.dat", "x.dat"]
+    assert distinct_labels([c, tmp_path / "y.dat"]) == ["x.dat", "y.dat"]

@@ -160,17 +160,24 @@ def tokenizer_options(func):
                      help="Append N reserved special tokens <|reserved_000|>... to the vocabulary."),
         click.option("--max-vocab", type=click.IntRange(2, MAX_VOCAB), default=None,
                      help="char: keep at most this many tokens (most frequent characters first)."),
+        click.option("--tokenizer-from", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Use the tokenizer of this model file as it is (its kind and settings; the "
+                          "flags above are then not given)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab):
+def build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab,
+                               tokenizer_from=None):
     """The tokenizer that `tokenizer_options` describe; its notes (e.g. characters dropped by
     --max-vocab) go to stderr."""
     from femtogpt.text.build import build_tokenizer
     from femtogpt.text.tokenizer import TokenizerError
+
+    if tokenizer_from is not None:
+        return _tokenizer_of_model(tokenizer_from)
 
     if tokenizer_data is not None and tokenizer not in ("char", "bpe"):
         raise UserError(f"--tokenizer-data is read only by --tokenizer char or bpe, not {tokenizer}; "
@@ -192,6 +199,24 @@ def build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserv
     for note in tok.notes:
         click.echo(f"note: {note}", err=True)
     return tok
+
+
+def _tokenizer_of_model(path):
+    """--tokenizer-from MODEL: that model's tokenizer, read through the validated loader; the other
+    tokenizer flags would contradict it, so giving one is an error."""
+    ctx = click.get_current_context()
+    given = [f"--{name.replace('_', '-')}" for name in ("tokenizer", "tokenizer_data", "case_sensitive",
+                                                        "reserve_tokens", "max_vocab")
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+    if given:
+        raise UserError(f"--tokenizer-from takes {path}'s tokenizer as it is; drop {', '.join(given)}")
+    from femtogpt.io.checkpoint import model_tokenizer
+    from femtogpt.io.model_file import ModelFileError, load_model_file
+
+    try:
+        return model_tokenizer(load_model_file(Path(path)))
+    except ModelFileError as exc:
+        raise UserError(f"--tokenizer-from {exc}") from None
 
 
 def load_dataset_tokens(tokenizer, dataset, show_progress):

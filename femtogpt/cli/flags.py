@@ -41,7 +41,7 @@ class LibraryChoice(click.Choice):
 MAX_STEPS = 10**9          # --steps, --warmup, --decay-steps, --save-every, ...: stored as 64-bit integers
 MAX_GENERATED = 10**7      # tokens generated in one go (infer --count, train --sample-len)
 MAX_VOCAB = 1_000_000      # --vocab-size, --reserve-tokens, --max-vocab: a vocabulary is at most this
-MAX_LIST = 10**9           # --limit, --top, --top-k: lines or tokens kept; any larger value keeps all
+MAX_LIST = 10**9           # --limit, --top, --top-k: lines or tokens kept (--limit and --top 0: all)
 MAX_UNITS = 64             # train --units: work units a batch is cut into
 SEED_MAX = 2**63 - 1       # seeds are 0..2**63-1 everywhere (NumPy refuses negative seeds; see SeedType)
 
@@ -119,6 +119,19 @@ class ThreadCount(click.IntRange):
                        f"{'s' if cpus > 1 else ''}; using {cpus}", err=True)
             number = cpus
         return number
+
+
+class HiddenAliases(click.Option):
+    """An option with old spellings kept working for scripts (e.g. init-with's --parent for --input)
+    that --help does not show: only the first name is listed."""
+
+    def get_help_record(self, ctx):
+        opts = self.opts
+        self.opts = opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = opts
 
 
 SEED = SeedType()

@@ -8,7 +8,7 @@ import click
 from femtogpt.cli.common import (UserError, build_tokenizer_from_flags, check_new_model_memory,
                                  check_output_path, open_checkpoint, same_file, save_checkpoint,
                                  tokenizer_options)
-from femtogpt.cli.flags import MAX_LIST, SEED
+from femtogpt.cli.flags import MAX_LIST, SEED, HiddenAliases
 from femtogpt.cli.common import lock_model_file
 
 
@@ -27,10 +27,10 @@ def _layer_patterns(names):
 
 
 @click.command(name="init-with")
-@click.option("--parent", default="parent.dat", show_default=True, type=click.Path(dir_okay=False),
-              help="Trained model whose body is copied.")
-@click.option("--child", default="model.dat", show_default=True, type=click.Path(dir_okay=False),
-              help="Model file to create.")
+@click.option("--input", "--parent", "parent", cls=HiddenAliases, default="parent.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Trained model whose body is copied (the parent).")
+@click.option("--output", "--child", "child", cls=HiddenAliases, default="model.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Model file to create (the child).")
 @tokenizer_options
 @click.option("--num-tokens", type=click.IntRange(min=1), default=None,
               help="Context length T of the child [default: the parent's].")
@@ -39,7 +39,7 @@ def _layer_patterns(names):
 @click.option("--seed", type=SEED, default=None,
               help="Seed for the fresh tensors (negative seeds are refused) [default: random].")
 @click.option("--force", is_flag=True, help="Overwrite an existing child file.")
-def init_with(parent, child, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab,
+def init_with(parent, child, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab, tokenizer_from,
               num_tokens, keep_shared_tokens, seed, force):
     """A new model for a new tokenizer whose body is copied from a trained parent.
 
@@ -48,11 +48,13 @@ def init_with(parent, child, tokenizer, tokenizer_data, case_sensitive, reserve_
     optimizer. E, L, H and the positional encoding come from the parent; T may change. The child's
     logs keep the parent's history, so `compare PARENT CHILD` sees the lineage.
     """
-    check_output_path(child, "--child", force, inputs=[("the --parent file", parent),
-                                                  ("the --tokenizer-data file", tokenizer_data)])
+    check_output_path(child, "--output", force, inputs=[("the --input file", parent),
+                                                   ("the --tokenizer-data file", tokenizer_data),
+                                                   ("the --tokenizer-from file", tokenizer_from)])
     lock_model_file(child, "init-with")
     parent_ckpt = open_checkpoint(parent)
-    tok = build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab)
+    tok = build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab,
+                                     tokenizer_from)
     from dataclasses import replace
 
     check_new_model_memory(replace(parent_ckpt.hp, vocab_size=tok.vocab_size,
@@ -138,7 +140,7 @@ def _fmt_cos(entry):
 @click.argument("model_a", type=click.Path(dir_okay=False))
 @click.argument("model_b", type=click.Path(dir_okay=False))
 @click.option("--limit", type=click.IntRange(0, MAX_LIST), default=10, show_default=True,
-              help="Lines per section (tensors, tokens); 0: all. Also applies to --json.")
+              help="Lines per section (tensors, tokens); 0: all (as everywhere). Also applies to --json.")
 @click.option("--reverse", is_flag=True, help="Most similar first instead of least similar.")
 @click.option("--by-name", is_flag=True,
               help="Match layers by name even when the history shows insert-layer renumbered them.")

@@ -29,7 +29,8 @@ def info(model_path, as_json):
 
 @click.command()
 @model_option()
-@click.option("--limit", type=click.IntRange(0, MAX_LIST), default=10, help="How many of the last losses.")
+@click.option("--limit", type=click.IntRange(0, MAX_LIST), default=10, show_default=True,
+              help="How many of the last losses; 0: all (as everywhere).")
 def loss(model_path, limit):
     """Print the last training losses from the model's logs, one per line."""
     from femtogpt.io.info import training_losses

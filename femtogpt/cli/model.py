@@ -50,12 +50,14 @@ def make_hyperparameters(vocab_size, num_tokens, embedding_degree, num_layers, n
 @click.option("--seed", type=SEED, default=None,
               help="Seed for the init and, later, training (negative seeds are refused) [default: random].")
 @click.option("--force", is_flag=True, help="Overwrite an existing model file.")
-def init(model_path, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab, pos_enc,
+def init(model_path, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab, tokenizer_from, pos_enc,
          num_tokens, embedding_degree, num_layers, num_heads, seed, force):
     """Create a new model file with the reference's random init."""
-    check_output_path(model_path, "--model", force, inputs=[("the --tokenizer-data file", tokenizer_data)])
+    check_output_path(model_path, "--model", force, inputs=[("the --tokenizer-data file", tokenizer_data),
+                                                          ("the --tokenizer-from file", tokenizer_from)])
     lock_model_file(model_path, "init")
-    tok = build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab)
+    tok = build_tokenizer_from_flags(tokenizer, tokenizer_data, case_sensitive, reserve_tokens, max_vocab,
+                                     tokenizer_from)
     hp = make_hyperparameters(tok.vocab_size, num_tokens, embedding_degree, num_layers, num_heads, pos_enc)
     check_new_model_memory(hp, "; choose a smaller --num-tokens, --embedding-degree or --num-layers")
     from femtogpt.io.checkpoint import create

@@ -109,17 +109,16 @@ def plot(models, out, smooth_window, title, force):
     """
     check_output_path(out, "--out", force, inputs=[("a --model file", path) for path in models])
     from femtogpt.io.model_file import ModelFileError, peek_header
-    from femtogpt.tools.plotting import PlotUnavailable, UnsupportedFormat, plot_models
+    from femtogpt.tools.plotting import PlotUnavailable, UnsupportedFormat, distinct_labels, plot_models
 
-    entries = []
-    for path in models:
+    labels, entries = distinct_labels(models), []
+    for label, path in zip(labels, models):
         try:
-            entries.append((Path(path).name, peek_header(Path(path))["logs"]))
+            entries.append((label, peek_header(Path(path))["logs"]))
         except ModelFileError as exc:
             raise UserError(str(exc)) from None
     try:
-        steps = plot_models(entries, out, smooth_window,
-                            title or ", ".join(Path(p).name for p in models) + " loss")
+        steps = plot_models(entries, out, smooth_window, title or ", ".join(labels) + " loss")
     except PlotUnavailable as exc:
         raise UserError(str(exc)) from None
     except UnsupportedFormat as exc:

@@ -71,7 +71,7 @@ def train_bpe(dataset, vocab_size, reserve_tokens, case_sensitive, output, force
     click.echo(f"wrote {output}: {tok.summary()} (trained in {seconds:.1f} s)")
 
 
-def _load_tokenizer(path: Path):
+def _load_tokenizer(path: Path, flag="--model"):
     """A tokenizer JSON (ours, Hugging Face, a JSON array of strings) or a femtogpt model file, read and
     verified by the one validated loader (io/model_file.py: checksum, version, every field; then its
     tokenizer checked against vocab_size, io/checkpoint.py)."""
@@ -84,22 +84,22 @@ def _load_tokenizer(path: Path):
         with open(path, "rb") as f:
             head = f.read(64).decode("utf-8", errors="ignore").lstrip()
     except FileNotFoundError:
-        raise UserError(f"--model {path}: no such file") from None
+        raise UserError(f"{flag} {path}: no such file") from None
     except OSError as exc:
-        raise UserError(f"--model {path}: cannot be read ({exc.strerror})") from None
+        raise UserError(f"{flag} {path}: cannot be read ({exc.strerror})") from None
     try:
         if head[:1] in ("{", "["):
             return parse_tokenizer_json(path.read_bytes().decode("utf-8"), str(path))
         return model_tokenizer(load_model_file(path))
     except ModelFileError as exc:
         if exc.foreign:
-            raise UserError(f"--model {path}: neither a tokenizer JSON nor a femtogpt model file "
+            raise UserError(f"{flag} {path}: neither a tokenizer JSON nor a femtogpt model file "
                             "(a Rust fork .dat must be imported first)") from None
-        raise UserError(f"--model {exc}") from None      # ours, but damaged or invalid: it names the file
+        raise UserError(f"{flag} {exc}") from None      # ours, but damaged or invalid: it names the file
     except TokenizerError as exc:
-        raise UserError(f"--model {exc}") from None      # it names the file
+        raise UserError(f"{flag} {exc}") from None      # it names the file
     except UnicodeDecodeError:
-        raise UserError(f"--model {path}: not a tokenizer JSON (not UTF-8 text)") from None
+        raise UserError(f"{flag} {path}: not a tokenizer JSON (not UTF-8 text)") from None
 
 
 def _shown(token: str) -> str:
@@ -110,13 +110,16 @@ def _shown(token: str) -> str:
 
 
 @click.command("count-tokens")
-@click.option("--model", "model_path", default="tokenizer.json", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="A model file or a tokenizer JSON.")
+@click.option("--model", "model_path", default="model.dat", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="A model file (or a tokenizer JSON).")
+@click.option("--tokenizer-data", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="A tokenizer JSON (as train-bpe writes) to count with instead of --model's tokenizer.")
 @click.option("--dataset", default="dataset.txt", show_default=True, type=click.Path(path_type=Path),
               help="A text file, or a directory whose files are all read.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: every token's id, count, rank and text, and the total.")
-@click.option("--top", type=click.IntRange(0, MAX_LIST), default=None, help="List only the N most frequent tokens.")
-def count_tokens(model_path, dataset, as_json, top):
+@click.option("--top", type=click.IntRange(0, MAX_LIST), default=0,
+              help="List only the N most frequent tokens (0: all, as everywhere).")
+def count_tokens(model_path, tokenizer_data, dataset, as_json, top):
     """Count how often each token occurs in a dataset, most frequent first.
 
     Every token of the vocabulary is listed (zero counts too), with its id, count and 0-based
@@ -126,7 +129,7 @@ def count_tokens(model_path, dataset, as_json, top):
     from femtogpt.text.counts import token_counts
     from femtogpt.text.tokenizer import TokenizerError
 
-    tok = _load_tokenizer(model_path)
+    tok = _load_tokenizer(tokenizer_data, "--tokenizer-data") if tokenizer_data else _load_tokenizer(model_path)
     try:
         text = read_text(dataset, _warn)
     except TokenizerError as exc:
@@ -135,7 +138,7 @@ def count_tokens(model_path, dataset, as_json, top):
         ids = tok.encode_large(text)
     except TokenizerError as exc:
         raise UserError(f"--model {model_path}: {exc}") from None
-    rows, unknown = token_counts(tok, ids, top)
+    rows, unknown = token_counts(tok, ids, top or None)
     if as_json:
         click.echo(json.dumps({"tokenizer": tok.summary(), "vocab_size": tok.vocab_size, "total": len(ids),
                                "unknown": unknown, "tokens": rows}, indent=1))   # ASCII: nothing raw

@@ -66,7 +66,7 @@ def summary_lines(summary):
 
 
 def training_losses(path, limit):
-    """The last `limit` TrainStep losses of a model file, oldest first (limit 0: none).
+    """The last `limit` training losses of a model file, oldest first (limit 0: all).
     Raises ModelFileError for a file that does not load."""
     losses = [log["loss"] for log in expanded(load_model_file(Path(path)).logs) if log.get("kind") == TRAIN_STEP]
-    return losses[-limit:] if limit else []
+    return losses[-limit:] if limit else losses

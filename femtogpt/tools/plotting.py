@@ -107,6 +107,20 @@ def plot_series(series, out, title=None, xlabel="step", ylabel="loss", events=()
     return out
 
 
+def distinct_labels(paths):
+    """A short label per path, all different: the file name, or as many trailing folders as it takes
+    (two model.dat files in runs/a and runs/b are a/model.dat and b/model.dat)."""
+    parts = [Path(p).resolve().parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        clashing = [i for i, label in enumerate(labels) if labels.count(label) > 1 and depth[i] < len(parts[i])]
+        if not clashing:
+            return labels  # (the same file given twice keeps its full path twice)
+        for i in clashing:
+            depth[i] += 1
+
+
 def plot_models(models, out, smooth_window=1, title=None):
     """One PNG of the training (and validation) loss of each (label, logs) in `models`.
     Returns the number of training steps drawn; raises ValueError if no model has any."""

@@ -50,7 +50,8 @@ def train_step(model, optimizer, ids, targets, dropout=0.0, seed=0, units=DEFAUL
     with np.errstate(over="ignore"):
         squared_norm = np.dot(params.grad, params.grad)
     if not np.isfinite(squared_norm) and not np.isfinite(params.grad).all():
-        raise NonFiniteLoss(f"the gradients became non-finite at step {optimizer.step + 1} (loss {loss:.4f})")
+        raise NonFiniteLoss(f"the gradients became non-finite at step {optimizer.step + 1} (while the loss, "
+                            f"{loss:.4f}, was still finite)")
     clip = optimizer.config.grad_clip
     if clip and not squared_norm <= clip * clip:  # an overflowed (inf) norm is above any clip
         norm = math.sqrt(squared_norm) if np.isfinite(squared_norm) else _exact_norm(params.grad)
