@@ -38,6 +38,7 @@ from femtogpt.growth.surgery import init_with, insert_layer, layer_names, rename
 from femtogpt.text.bpe import train_bpe  # noqa: E402
 from femtogpt.text.build import build_tokenizer  # noqa: E402
 from femtogpt.train.loop import TrainOptions, run_training  # noqa: E402
+from femtogpt.train.progress import SilentDisplay  # noqa: E402
 from report import readme  # noqa: E402  (experiments/growth/report.py, beside this script)
 
 HERE = Path(__file__).resolve().parent
@@ -65,7 +66,7 @@ def val_loss(session, val):
     return evaluate_tokens(session.model, val)[0]
 
 
-class _Evals:
+class _Evals(SilentDisplay):
     """run_training's display here: keeps each step's training loss and the validation loss after the
     steps listed in `evals` (counted in this run)."""
 
@@ -77,14 +78,6 @@ class _Evals:
         if len(self.losses) in self.evals:
             self.out[len(self.losses)] = val_loss(self.session, self.val)
 
-    def validation(self, step, val_loss):
-        pass
-
-    def message(self, text):
-        pass
-
-    def close(self):
-        pass
 
 
 def train(session, tokens, steps, seed, val, evals, batch):

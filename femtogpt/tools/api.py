@@ -19,6 +19,7 @@ from pathlib import Path
 
 from femtogpt.config import POS_ENCODINGS, TRAINING_SETTINGS, Hyperparameters
 from femtogpt.engine.runtime import engine_threads
+from femtogpt.train.progress import SilentDisplay
 
 
 class Model:
@@ -149,8 +150,8 @@ def _check_settings(settings):
             raise ValueError(f"{name}={value!r}: expected {check.expected}")
 
 
-class _Callback:
-    """The loop's display interface (train/progress.py) for code: on_step(step, loss, lr, seconds)."""
+class _Callback(SilentDisplay):
+    """The loop's display (train/progress.py) for code: on_step(step, loss, lr, seconds) after each step."""
 
     def __init__(self, on_step):
         self.on_step = on_step
@@ -158,12 +159,3 @@ class _Callback:
     def step(self, step, loss, lr, seconds):
         if self.on_step is not None:
             self.on_step(step, loss, lr, seconds)
-
-    def validation(self, step, val_loss):
-        pass
-
-    def message(self, text):
-        pass
-
-    def close(self):
-        pass

@@ -10,6 +10,23 @@ import time
 BAR_MIN = 10  # columns of the live bar, at least; the text gets the rest of the terminal's width
 
 
+class SilentDisplay:
+    """The display interface of train.loop.run_training, showing nothing: a base for code that records
+    or forwards steps instead (the Python API's on_step, the experiments' curves)."""
+
+    def step(self, step, loss, lr, seconds):
+        pass
+
+    def validation(self, step, val_loss):
+        pass
+
+    def message(self, text):
+        pass
+
+    def close(self):
+        pass
+
+
 class TrainDisplay:
     """live: a rich bar (default when stdout is a terminal); otherwise one plain line per step,
     at most one every `plain_interval` seconds (the model file keeps every step's loss anyway).
