@@ -36,6 +36,7 @@ HARMLESS_WHEN_HUGE = {  # any value is fine: nothing is allocated by it
     ("eval", "--batch-size"): "a batch holds at most the dataset's windows",
     ("train", "--threads"): "capped at the usable CPUs (test below)",
     ("bench", "--threads"): "capped at the usable CPUs (test below)",
+    ("inspect", "--threads"): "capped at the usable CPUs (test below)",
 }
 PEAK_BYTES = 200e6  # a refused flag never gets to build its model or data
 

@@ -34,7 +34,12 @@ from femtogpt.cli.flags import MAX_GENERATED, MAX_LIST, SEED, FiniteFloat, Tempe
                    "far) keeps its newest T/2 tokens and goes on, about one batched position per token; "
                    "slide drops only the oldest token, the Rust fork's rule, at the cost of a full "
                    "forward of T tokens per new token.")
-def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_file, window):
+@click.option("--show-probs", type=click.IntRange(1, 100), default=None,
+              help="Beside each generated token, the model's K most probable next tokens and their "
+                   "probabilities (softmax of its logits, before temperature, top-k and top-p); one line a token.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {\"prompt\", \"text\", \"tokens\": [{\"id\", \"token\", \"prob\", \"top\"}]} instead of streaming.")
+def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_file, window, show_probs, as_json):
     """Print PROMPT followed by a sampled continuation, streamed as it is generated.
 
     Order: logits / temperature, then top-k, then top-p, then sample. A prompt longer than the
@@ -62,6 +67,34 @@ def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_fil
     if unknown:
         click.echo(f"warning: {unknown} character(s) of the prompt are not in the vocabulary (<unk>)", err=True)
     start_id = None if prompt_ids else empty_prompt_start(tok)
+    keep = ckpt.hp.num_tokens if window == "slide" else None
+    if show_probs or as_json:
+        steps = []
+
+        def on_logits(logits, token_id):
+            z = np.asarray(logits, np.float64)
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            top = np.argsort(-p, kind="stable")[:show_probs or 5]
+            steps.append({"id": int(token_id), "token": tok.decode([int(token_id)]), "prob": float(p[token_id]),
+                          "top": [[tok.decode([int(i)]), float(p[i])] for i in top]})
+            if show_probs and not as_json:
+                click.echo(f"{len(steps):5d} {_shown(steps[-1]['token']):>8s} {steps[-1]['prob']:6.3f} |  " +
+                           "  ".join(f"{_shown(t)} {q:.3f}" for t, q in steps[-1]["top"]))
+
+        import numpy as np
+
+        if show_probs and not as_json:
+            click.echo(f"prompt: {_shown(prompt)}")
+            click.echo("    # token     prob |  most probable next tokens")
+        out = generate(ckpt.model, prompt_ids, count, temperature=temperature, top_k=top_k, top_p=top_p,
+                       seed=seed, start_id=start_id, keep=keep, on_logits=on_logits)
+        text = tok.decode(out)
+        if as_json:
+            click.echo(json.dumps({"prompt": prompt, "text": text, "tokens": steps}, ensure_ascii=False))
+        else:
+            click.echo(f"text: {_shown(prompt + text)}")
+        return
     click.echo(prompt, nl=False)
     stream = StreamDecoder(tok)
 
@@ -72,9 +105,14 @@ def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_fil
             sys.stdout.flush()
 
     generate(ckpt.model, prompt_ids, count, temperature=temperature, top_k=top_k, top_p=top_p,
-             seed=seed, on_token=on_token, start_id=start_id,
-             keep=ckpt.hp.num_tokens if window == "slide" else None)
+             seed=seed, on_token=on_token, start_id=start_id, keep=keep)
     click.echo(stream.flush())
+
+
+def _shown(text):
+    from femtogpt.text.printable import quoted
+
+    return quoted(text)
 
 
 @click.command(name="eval")

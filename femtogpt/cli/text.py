@@ -103,10 +103,9 @@ def _load_tokenizer(path: Path, flag="--model"):
 
 
 def _shown(token: str) -> str:
-    # quoted as JSON (spaces and \n visible); what JSON leaves raw (DEL, C1 controls, bidi overrides) escaped
-    from femtogpt.text.printable import printable
+    from femtogpt.text.printable import quoted
 
-    return "".join(c if c == "\\" else printable(c) for c in json.dumps(token, ensure_ascii=False))
+    return quoted(token)
 
 
 @click.command("count-tokens")

@@ -7,14 +7,15 @@ from femtogpt.model.sampling import sample_next
 
 
 def generate(model, prompt_ids, count, temperature=1.0, top_k=0, top_p=1.0, seed=None,
-             on_token=None, start_id=0, keep=None):
+             on_token=None, start_id=0, keep=None, on_logits=None):
     """`count` new token ids continuing prompt_ids, with a KV cache.
 
     A prompt longer than T keeps its last T tokens. An empty prompt starts from the single token
     `start_id` (default 0, the reference's padding id; a CLI should pass e.g. its newline id), which
     is context only and not part of the result. on_token(id) is called as each token is produced
     (streaming). seed: an int (or a np.random.Generator) for reproducible sampling. keep: the
-    sliding policy, see `Generator`.
+    sliding policy, see `Generator`. on_logits(logits (V,), id), if given, before on_token: the
+    model's raw logits the token was sampled from (e.g. to show the top probabilities).
     """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
@@ -28,6 +29,8 @@ def generate(model, prompt_ids, count, temperature=1.0, top_k=0, top_p=1.0, seed
     for i in range(count):
         nxt = sample_next(logits, temperature, top_k, top_p, rng)
         out.append(nxt)
+        if on_logits is not None:
+            on_logits(logits, nxt)
         if on_token is not None:
             on_token(nxt)
         if i + 1 < count:

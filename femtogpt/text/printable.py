@@ -23,3 +23,11 @@ def printable(value, limit=None):
             out.append(ch)
     text = "".join(out)
     return text if limit is None or len(text) <= limit else text[:limit] + "..."
+
+
+def quoted(text):
+    """`text` quoted as JSON (spaces and newlines visible), and what JSON leaves raw (DEL, C1
+    controls, bidi overrides) escaped: a token or a text on one line of a terminal."""
+    import json
+
+    return "".join(c if c == "\\" else printable(c) for c in json.dumps(text, ensure_ascii=False))

@@ -95,6 +95,11 @@ def plot_series(series, out, title=None, xlabel="step", ylabel="loss", events=()
     if any(s.get("label") for s in series):
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(plt, fig, out)
+
+
+def _save(plt, fig, out):
+    """Write `fig` to `out` atomically in the format its extension names; the figure is closed."""
     fig.tight_layout()
     fmt = Path(out).suffix[1:].lower() or plt.rcParams["savefig.format"]   # as savefig(path) picks it
     supported = fig.canvas.get_supported_filetypes()
@@ -105,6 +110,43 @@ def plot_series(series, out, title=None, xlabel="step", ylabel="loss", events=()
     finally:
         plt.close(fig)
     return out
+
+
+def plot_layer_stats(stats, out, title=None):
+    """`femtogpt inspect --plot`: tools/inside.py's layer_stats as three panels: the residual stream's
+    RMS and the halves' ratios to it, the logit lens per layer, and attention entropy per head."""
+    plt = require_matplotlib()
+    layers = stats["layers"]
+    x = [s["layer"] for s in layers]
+    fig, (rms, lens, ent) = plt.subplots(1, 3, figsize=(13, 4), dpi=110)
+    rms.plot(x, [s["rms_in"] for s in layers], "o-", label="residual in")
+    rms.plot(x, [s["rms_out"] for s in layers], "o-", label="residual out")
+    rms.plot(x, [s["attn_ratio"] for s in layers], "s--", label="attn / stream")
+    rms.plot(x, [s["ffn_ratio"] for s in layers], "s--", label="ffn / stream")
+    rms.set_title("RMS per layer")
+    lens.plot(x, [s["lens_loss"] for s in layers], "o-", color="C3", label="lens loss")
+    acc = lens.twinx()
+    acc.plot(x, [s["lens_top1"] for s in layers], "o--", color="C2", label="top-1")
+    acc.plot(x, [s["lens_confidence"] for s in layers], "o:", color="C4", label="confidence")
+    lens.set_title("logit lens after each layer")
+    acc.legend(fontsize=8, loc="center right")
+    image = ent.imshow([s["entropy"] for s in layers], aspect="auto", cmap="viridis", vmin=0,
+                       vmax=stats["max_entropy"])
+    ent.set_title(f"attention entropy (max {stats['max_entropy']:.2f} nats)")
+    ent.set_xlabel("head")
+    fig.colorbar(image, ax=ent)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (rms, lens, ent):
+        ax.set_xlabel(ax.get_xlabel() or "layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ent.yaxis.set_major_locator(MaxNLocator(integer=True))
+    rms.legend(fontsize=8)
+    lens.legend(fontsize=8, loc="upper right")
+    ent.set_ylabel("layer")
+    if title:
+        fig.suptitle(title)
+    return _save(plt, fig, out)
 
 
 def distinct_labels(paths):
