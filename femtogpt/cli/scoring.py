@@ -101,8 +101,11 @@ def score(task, model_path, samples, seed, temperature, as_json):
 @click.option("--smooth", "smooth_window", type=click.IntRange(1, MAX_LIST), default=1, show_default=True,
               help="Moving average over this many steps (training loss only).")
 @click.option("--title", default=None, help="Picture title [default: the file names].")
+@click.option("--x", "x_axis", type=click.Choice(["step", "time", "tokens"]), default="step", show_default=True,
+              help="Against steps trained, the seconds they took, or the tokens they trained on (the "
+                   "validation-loss-over-time view for comparing variants).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-def plot(models, out, smooth_window, title, force):
+def plot(models, out, smooth_window, title, x_axis, force):
     """Draw the training (and validation) loss recorded in model files to a PNG.
 
     Needs matplotlib: pip install 'femtogpt[plot]'.
@@ -114,11 +117,12 @@ def plot(models, out, smooth_window, title, force):
     labels, entries = distinct_labels(models), []
     for label, path in zip(labels, models):
         try:
-            entries.append((label, peek_header(Path(path))["logs"]))
+            header = peek_header(Path(path))
+            entries.append((label, header["logs"], header["hyperparameters"].num_tokens))
         except ModelFileError as exc:
             raise UserError(str(exc)) from None
     try:
-        steps = plot_models(entries, out, smooth_window, title or ", ".join(labels) + " loss")
+        steps = plot_models(entries, out, smooth_window, title or ", ".join(labels) + " loss", x=x_axis)
     except PlotUnavailable as exc:
         raise UserError(str(exc)) from None
     except UnsupportedFormat as exc:

@@ -66,7 +66,7 @@ _LOSS = _number(nan=True)           # NaN is a loss that was seen (the run stopp
 FIELDS = {
     INIT: {"hyperparameters": _MAP, "seed": _SEED},
     TRAIN_SESSION: {"dropout": _number(0.0, 1.0), "seed": _SEED, "batch_size": _integer(1),
-                    "units": _integer(1), "processes": _integer(1),
+                    "units": _integer(1), "processes": _integer(1), "tokens_per_step": _integer(1),
                     "start_step": _STEP, "dataset": _STR, "dataset_hash": _STR, "hash_kind": _STR,
                     "val_fraction": _number(0.0, 1.0)},
     TRAIN_STEP: {"step": _STEP, "loss": _LOSS, "elapsed_ms": _integer(), "lr": _number(0.0)},
@@ -75,7 +75,7 @@ FIELDS = {
     INIT_WITH: {"parent": _STR_OR_NONE, "parent_last_log_id": _STR_OR_NONE, "hyperparameters": _MAP,
                 "seed": _SEED, "tokenizer": _STR, "copied": _integer(), "fresh": _strings,
                 "shared_tokens": _integer()},
-    EVAL: {"step": _STEP, "val_loss": _LOSS},
+    EVAL: {"step": _STEP, "val_loss": _LOSS, "seconds": _number(0.0), "tokens": _integer()},
     TRAIN_STEPS: {"first_step": _STEP, "loss": _of(bytes, bytearray, what="bytes"),
                   "elapsed_ms": _of(bytes, bytearray, what="bytes")},
 }
@@ -149,6 +149,24 @@ def step_count(logs):
     """How many training steps the logs record (TrainStep maps and blocks)."""
     return sum(len(log["loss"]) // 4 if log.get("kind") == TRAIN_STEPS else 1
                for log in logs if log.get("kind") in (TRAIN_STEP, TRAIN_STEPS))
+
+
+def timeline(logs, num_tokens):
+    """[(entry, steps, seconds, tokens)] for every entry of expanded(logs): the training steps, the
+    seconds they took and the tokens they trained on up to and including it, counted across sessions.
+    A step counts the tokens_per_step of its TrainSession (batch_size x num_tokens for files that
+    predate that field)."""
+    out, steps, seconds, tokens, per_step = [], 0, 0.0, 0, 0
+    for log in expanded(logs):
+        kind = log.get("kind")
+        if kind == TRAIN_SESSION:
+            per_step = log.get("tokens_per_step") or int(log.get("batch_size") or 0) * num_tokens
+        elif kind == TRAIN_STEP:
+            steps += 1
+            seconds += int(log.get("elapsed_ms") or 0) / 1000
+            tokens += per_step
+        out.append((log, steps, seconds, tokens))
+    return out
 
 
 def expanded(logs):

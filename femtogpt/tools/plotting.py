@@ -9,7 +9,8 @@ PNG is written atomically (femtogpt/atomic.py).
 from pathlib import Path
 
 from femtogpt.atomic import write_atomically
-from femtogpt.io.logs import EVAL, INSERT_LAYER, TRAIN_STEP, expanded
+from femtogpt.io.logs import EVAL, INSERT_LAYER, TRAIN_STEP, timeline
+X_AXES = {"step": "steps trained", "time": "training seconds", "tokens": "tokens trained on"}
 
 INSTALL_HINT = "matplotlib is not installed: pip install 'femtogpt[plot]' (or pip install matplotlib)"
 
@@ -41,21 +42,24 @@ def have_matplotlib():
     return True
 
 
-def curves_from_logs(logs):
-    """{"train": (x, loss), "val": (x, val_loss), "events": [(x, label)]} from a model's logs;
-    x = 1-based count of TrainStep entries so far (continuous across sessions and insertions)."""
-    tx, ty, vx, vy, events, n = [], [], [], [], [], 0
-    for log in expanded(logs):
+def curves_from_logs(logs, x="step", num_tokens=0):
+    """{"train": (x, loss), "val": (x, val_loss), "events": [(x, label)]} from a model's logs; x
+    counts, across sessions and insertions (io/logs.timeline): the steps trained ("step"), the
+    seconds they took ("time") or the tokens they trained on ("tokens"; num_tokens: the context
+    length, for files whose sessions do not record their tokens per step)."""
+    which = {"step": 1, "time": 2, "tokens": 3}[x]
+    tx, ty, vx, vy, events = [], [], [], [], []
+    for log, *totals in timeline(logs, num_tokens):
+        at = totals[which - 1]
         kind = log.get("kind")
         if kind == TRAIN_STEP:
-            n += 1
-            tx.append(n)
+            tx.append(at)
             ty.append(float(log["loss"]))
         elif kind == EVAL:
-            vx.append(n)
+            vx.append(at)
             vy.append(float(log["val_loss"]))
         elif kind == INSERT_LAYER:
-            events.append((n, f"insert@{log.get('index', '?')}"))
+            events.append((at, f"insert@{log.get('index', '?')}"))
     return {"train": (tx, ty), "val": (vx, vy), "events": events}
 
 
@@ -163,13 +167,14 @@ def distinct_labels(paths):
             depth[i] += 1
 
 
-def plot_models(models, out, smooth_window=1, title=None):
-    """One PNG of the training (and validation) loss of each (label, logs) in `models`.
-    Returns the number of training steps drawn; raises ValueError if no model has any."""
+def plot_models(models, out, smooth_window=1, title=None, x="step"):
+    """One PNG of the training (and validation) loss of each (label, logs, num_tokens) in `models`,
+    against `x` (see curves_from_logs). Returns the number of training steps drawn; raises ValueError
+    if no model has any."""
     series, events, total = [], [], 0
     colors = [f"C{i}" for i in range(10)]
-    for i, (label, logs) in enumerate(models):
-        c = curves_from_logs(logs)
+    for i, (label, logs, num_tokens) in enumerate(models):
+        c = curves_from_logs(logs, x, num_tokens)
         (tx, ty), (vx, vy) = c["train"], c["val"]
         total += len(tx)
         color = colors[i % len(colors)]
@@ -182,5 +187,5 @@ def plot_models(models, out, smooth_window=1, title=None):
         events += [(x, f"{label}: {e}" if len(models) > 1 else e) for x, e in c["events"]]
     if total == 0:
         raise ValueError("no training steps in the logs: nothing to plot")
-    plot_series(series, out, title=title, events=events)
+    plot_series(series, out, title=title, events=events, xlabel=X_AXES[x])
     return total

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from femtogpt.io.logs import EVAL, TRAIN_SESSION, append_step, new_log
+from femtogpt.io.logs import EVAL, TRAIN_SESSION, append_step, new_log, timeline
 from femtogpt.train.evaluate import evaluate_tokens
 from femtogpt.model.generate import sample_text
 from femtogpt.model.gpt import DEFAULT_UNITS
@@ -80,9 +80,11 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
     opt = checkpoint.ensure_optimizer()
     checkpoint.train_state["seed"] = options.seed
     validation = {"val_fraction": options.val_fraction} if val_tokens is not None else {}
+    history = timeline(checkpoint.logs, T)
+    seconds, seen = (history[-1][2], history[-1][3]) if history else (0.0, 0)  # trained so far, all sessions
     checkpoint.logs.append(new_log(TRAIN_SESSION, dropout=options.dropout, seed=options.seed,
                                 batch_size=options.batch_size, units=options.units, start_step=opt.step,
-                                **validation, **(dataset_info or {})))
+                                tokens_per_step=options.batch_size * T, **validation, **(dataset_info or {})))
     model, result = checkpoint.model, TrainResult(float("nan"), best_loss=best_loss)
     last_save, start_step = time.monotonic(), opt.step
 
@@ -107,9 +109,11 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
             elapsed = time.perf_counter() - t0
             result.last_loss, result.steps = loss, i + 1
             append_step(checkpoint.logs, opt.step, loss, round(elapsed * 1000))
+            seconds, seen = seconds + round(elapsed * 1000) / 1000, seen + options.batch_size * T
             if val_tokens is not None and options.eval_every and opt.step % options.eval_every == 0:
                 val, _ = evaluate_tokens(model, val_tokens, max_windows=options.eval_windows)
-                checkpoint.logs.append(new_log(EVAL, step=opt.step, val_loss=val))
+                checkpoint.logs.append(new_log(EVAL, step=opt.step, val_loss=val, seconds=round(seconds, 3),
+                                               tokens=seen))
                 display.validation(opt.step, val)
                 if val < result.best_loss:
                     result.best_loss = val
