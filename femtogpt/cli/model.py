@@ -196,13 +196,17 @@ def _read_config(ctx, param, path):
               help="Print a sample from the model every N steps (0: never).")
 @click.option("--sample-len", type=click.IntRange(1, MAX_GENERATED), default=100, show_default=True,
               help="Tokens per sample.")
+@click.option("--track-every", type=click.IntRange(0, MAX_STEPS), default=0,
+              help="Every N steps record training statistics in the model file: gradient norms and "
+                   "update-to-weight ratios per tensor group, the residual stream's RMS per layer "
+                   "(see `plot --stat`; the result is bitwise the same; 0: never).")
 @click.option("--quiet", is_flag=True, help="No progress lines (samples, validation and the final line still print).")
 @click.option("--reset-optimizer", is_flag=True, help="Drop the optimizer state first (warm-up restarts).")
 @click.option("--threads", type=THREADS, default=None,
               help="Worker threads, at most the CPUs this process may use [default: one per physical core].")
 @interruptible
 def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best, sample_every, sample_len,
-          quiet, reset_optimizer, threads, interrupts, **given):
+          track_every, quiet, reset_optimizer, threads, interrupts, **given):
     """Train the model on a dataset, resuming exactly from the file's state.
 
     \b
@@ -260,7 +264,8 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
     options = TrainOptions(steps=steps, seed=ckpt.seed if seed is None else seed,
                            batch_size=batch_size, units=units, dropout=settings["dropout"],
                            save_every=save_every, save_minutes=save_minutes, val_fraction=val_fraction,
-                           eval_every=settings["eval_every"], sample_every=sample_every, sample_len=sample_len)
+                           eval_every=settings["eval_every"], sample_every=sample_every, sample_len=sample_len,
+                           track_every=track_every)
     dataset_info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}
     if group is not None:
         _check_same_inputs(group, dataset, dataset_info["dataset_hash"], tokens, ckpt)

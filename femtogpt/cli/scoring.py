@@ -104,8 +104,11 @@ def score(task, model_path, samples, seed, temperature, as_json):
 @click.option("--x", "x_axis", type=click.Choice(["step", "time", "tokens"]), default="step", show_default=True,
               help="Against steps trained, the seconds they took, or the tokens they trained on (the "
                    "validation-loss-over-time view for comparing variants).")
+@click.option("--stat", "stats", multiple=True,
+              help="Draw a statistic recorded by train --track-every instead of the loss (repeatable; "
+                   "shell-style patterns such as 'L*.rms' draw every match).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-def plot(models, out, smooth_window, title, x_axis, force):
+def plot(models, out, smooth_window, title, x_axis, stats, force):
     """Draw the training (and validation) loss recorded in model files to a PNG.
 
     Needs matplotlib: pip install 'femtogpt[plot]'.
@@ -121,6 +124,8 @@ def plot(models, out, smooth_window, title, x_axis, force):
             entries.append((label, header["logs"], header["hyperparameters"].num_tokens))
         except ModelFileError as exc:
             raise UserError(str(exc)) from None
+    if stats:
+        return _plot_stats(entries, stats, out, title, force)
     try:
         steps = plot_models(entries, out, smooth_window, title or ", ".join(labels) + " loss", x=x_axis)
     except PlotUnavailable as exc:
@@ -132,6 +137,35 @@ def plot(models, out, smooth_window, title, x_axis, force):
     except OSError as exc:
         raise UserError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
     click.echo(f"Wrote {out} ({len(models)} model{'s' if len(models) > 1 else ''}, {steps:,} steps)")
+
+
+def _plot_stats(entries, patterns, out, title, force):
+    """plot --stat: the tracked statistics matching `patterns`, of every model, against the step."""
+    from fnmatch import fnmatchcase
+
+    from femtogpt.tools.plotting import PlotUnavailable, UnsupportedFormat, plot_series
+    from femtogpt.train.tracking import tracked_series
+
+    series, known = [], set()
+    for label, logs, _ in entries:
+        recorded = tracked_series(logs)
+        known |= set(recorded)
+        for name, (steps, values) in recorded.items():
+            if any(fnmatchcase(name, p) for p in patterns):
+                series.append({"x": steps, "y": values, "label": f"{label} {name}" if len(entries) > 1 else name})
+    if not series:
+        hint = (f"recorded: {', '.join(sorted(known)[:12])}{', ...' if len(known) > 12 else ''}" if known
+                else "none recorded: train with --track-every N")
+        raise UserError(f"--stat {' '.join(patterns)}: no such statistic ({hint})")
+    try:
+        plot_series(series, out, title=title or ", ".join(patterns), xlabel="step", ylabel="value")
+    except PlotUnavailable as exc:
+        raise UserError(str(exc)) from None
+    except UnsupportedFormat as exc:
+        raise UserError(f"--out {out}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
+    click.echo(f"Wrote {out} ({len(series)} series)")
 
 
 COMMANDS = [score, plot]

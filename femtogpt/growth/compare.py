@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from femtogpt.growth.surgery import layer_of, rename_layer, shared_token_pairs
-from femtogpt.io.logs import EVAL, INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, TRAIN_SESSION, TRAIN_STEP, expanded
+from femtogpt.io.logs import (EVAL, INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, TRACK, TRAIN_SESSION, TRAIN_STEP,
+                              expanded)
 from femtogpt.text.printable import printable
 
-TRAINING_KINDS = (TRAIN_SESSION, TRAIN_STEP, EVAL)  # everything else after a divergence is an "event"
+TRAINING_KINDS = (TRAIN_SESSION, TRAIN_STEP, EVAL, TRACK)  # everything else after a divergence is an "event"
 
 
 # ------------------------------------------------------------------------------------ lineage

@@ -3,7 +3,7 @@
 The logs were validated by the loader (io/logs.py: each known kind's fields typed); their strings, and
 everything of a kind this version does not know, still come from a file, so `describe` escapes them.
 """
-from femtogpt.io.logs import EVAL, TRAIN_STEP, expanded
+from femtogpt.io.logs import EVAL, TRACK, TRAIN_STEP, expanded
 from femtogpt.text.printable import printable
 
 
@@ -25,6 +25,9 @@ def summarize_logs(logs):
         elif kind == EVAL:
             if out and out[-1]["kind"] == "TrainSteps":
                 out[-1]["last_val_loss"] = log.get("val_loss")
+        elif kind == TRACK:  # recorded statistics (plot --stat): counted with their run of steps
+            if out and out[-1]["kind"] == "TrainSteps":
+                out[-1]["tracked"] = out[-1].get("tracked", 0) + 1
         else:
             out.append({k: v for k, v in log.items()})
     return out
@@ -35,10 +38,11 @@ def describe(entry):
     kind = entry["kind"]
     if kind == "TrainSteps":
         val = f", val {entry['last_val_loss']:.4f}" if entry.get("last_val_loss") is not None else ""
+        tracked = f", statistics at {entry['tracked']} steps" if entry.get("tracked") else ""
         return (f"{entry['count']} steps ({entry['first_step']}..{entry['last_step']}), loss "
                 f"{entry['first_loss']:.4f} -> {entry['last_loss']:.4f}{val}, "
-                f"{entry['elapsed_ms'] / 1000:.1f}s")
+                f"{entry['elapsed_ms'] / 1000:.1f}s{tracked}")
     fields = ", ".join(f"{printable(k, 40)}={printable(v, 80)}" for k, v in entry.items()
-                       if k not in ("kind", "id", "hyperparameters"))
+                       if k not in ("kind", "id", "hyperparameters", "track_names"))
     short_id = printable(str(entry.get("id", ""))[:8])
     return f"{printable(kind, 40)}" + (f" ({fields})" if fields else "") + f"  [{short_id}]"

@@ -22,7 +22,8 @@ RESET_OPTIMIZER = "ResetOptimizer"
 INIT_WITH = "InitWith"              # parent, tokenizer, copied
 EVAL = "Eval"                       # step, val_loss
 TRAIN_STEPS = "TrainSteps"          # first_step, loss (float32 bytes), elapsed_ms (uint16 bytes): a block of steps
-LOG_KINDS = (INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER, INIT_WITH, EVAL, TRAIN_STEPS)
+TRACK = "Track"                     # step, values (float32 bytes; names: the TrainSession's track_names)
+LOG_KINDS = (INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER, INIT_WITH, EVAL, TRAIN_STEPS, TRACK)
 
 _U64 = 2**64 - 1
 
@@ -67,6 +68,7 @@ FIELDS = {
     INIT: {"hyperparameters": _MAP, "seed": _SEED},
     TRAIN_SESSION: {"dropout": _number(0.0, 1.0), "seed": _SEED, "batch_size": _integer(1),
                     "units": _integer(1), "processes": _integer(1), "tokens_per_step": _integer(1),
+                    "track_names": _strings,
                     "start_step": _STEP, "dataset": _STR, "dataset_hash": _STR, "hash_kind": _STR,
                     "val_fraction": _number(0.0, 1.0)},
     TRAIN_STEP: {"step": _STEP, "loss": _LOSS, "elapsed_ms": _integer(), "lr": _number(0.0)},
@@ -76,10 +78,12 @@ FIELDS = {
                 "seed": _SEED, "tokenizer": _STR, "copied": _integer(), "fresh": _strings,
                 "shared_tokens": _integer()},
     EVAL: {"step": _STEP, "val_loss": _LOSS, "seconds": _number(0.0), "tokens": _integer()},
+    TRACK: {"step": _STEP, "values": _of(bytes, bytearray, what="bytes")},
     TRAIN_STEPS: {"first_step": _STEP, "loss": _of(bytes, bytearray, what="bytes"),
                   "elapsed_ms": _of(bytes, bytearray, what="bytes")},
 }
 REQUIRED = {TRAIN_STEP: ("step", "loss"), INSERT_LAYER: ("index",), EVAL: ("step", "val_loss"),
+            TRACK: ("step", "values"),
             TRAIN_STEPS: ("first_step", "loss", "elapsed_ms")}
 
 
@@ -95,6 +99,8 @@ def log_problem(log):
             value = repr(log[name])
             value = value if len(value) <= 40 else value[:37] + "..."
             return f"has {name} {value}, expected {check.expected}"
+    if kind == TRACK and len(log["values"]) % 4:
+        return f"has {len(log['values'])} bytes of values, expected 4 per statistic"
     if kind == TRAIN_STEPS:
         n = len(log["loss"]) // 4
         if len(log["loss"]) % 4 or len(log["elapsed_ms"]) != 2 * n:

@@ -17,6 +17,7 @@ from femtogpt.train.evaluate import evaluate_tokens
 from femtogpt.model.generate import sample_text
 from femtogpt.model.gpt import DEFAULT_UNITS
 from femtogpt.train.step import NonFiniteLoss, sample_batch, train_step
+from femtogpt.train.tracking import track, track_names
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TrainOptions:
     eval_windows: int = 64          # cap on validation windows, to keep evaluation quick
     sample_every: int = 0           # steps between printed samples (0: never)
     sample_len: int = 100           # tokens per sample
+    track_every: int = 0            # steps between recorded training statistics (train/tracking.py; 0: never)
     batch_offset: int | None = None  # None: batches keyed by (seed, optimizer step); else by (seed, batch_offset
                                      # + steps done in this run), so runs whose optimizers differ see the same data
 
@@ -84,7 +86,8 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
     seconds, seen = (history[-1][2], history[-1][3]) if history else (0.0, 0)  # trained so far, all sessions
     checkpoint.logs.append(new_log(TRAIN_SESSION, dropout=options.dropout, seed=options.seed,
                                 batch_size=options.batch_size, units=options.units, start_step=opt.step,
-                                tokens_per_step=options.batch_size * T, **validation, **(dataset_info or {})))
+                                tokens_per_step=options.batch_size * T, **validation, **(dataset_info or {}),
+                                **({"track_names": track_names(checkpoint.hp)} if options.track_every else {})))
     model, result = checkpoint.model, TrainResult(float("nan"), best_loss=best_loss)
     last_save, start_step = time.monotonic(), opt.step
 
@@ -99,6 +102,8 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
                 break
             key = opt.step if options.batch_offset is None else options.batch_offset + i
             ids, targets = sample_batch(train_tokens, options.batch_size, T, options.seed, key)
+            tracked = options.track_every and (opt.step + 1) % options.track_every == 0
+            before = model.params.data.copy() if tracked else None  # for the update-to-weight ratios
             t0 = time.perf_counter()
             try:
                 loss, lr = train_step(model, opt, ids, targets, options.dropout, options.seed, options.units,
@@ -110,6 +115,8 @@ def run_training(checkpoint, tokens, options, save, display, should_stop=lambda:
             result.last_loss, result.steps = loss, i + 1
             append_step(checkpoint.logs, opt.step, loss, round(elapsed * 1000))
             seconds, seen = seconds + round(elapsed * 1000) / 1000, seen + options.batch_size * T
+            if tracked:
+                checkpoint.logs.append(track(model, before, ids, options.units, opt.step))
             if val_tokens is not None and options.eval_every and opt.step % options.eval_every == 0:
                 val, _ = evaluate_tokens(model, val_tokens, max_windows=options.eval_windows)
                 checkpoint.logs.append(new_log(EVAL, step=opt.step, val_loss=val, seconds=round(seconds, 3),
