@@ -64,3 +64,21 @@ def test_import_femtogpt_stays_light():
     out = subprocess.run([sys.executable, "-c", "import sys, femtogpt; print('numpy' in sys.modules, "
                           "callable(femtogpt.load), 'numpy' in sys.modules)"], capture_output=True, text=True)
     assert out.stdout.split() == ["False", "True", "False"]  # numpy loads when the API first runs the engine
+
+
+def readme_trace_example():
+    text = README.read_text()
+    section = text[text.index("## Python API"):]
+    return re.findall(r"```python\n(.*?)```", section, re.S)[1]
+
+
+def test_the_readme_trace_example_runs_and_trace_is_the_models_forward(workdir):
+    namespace = {}
+    exec(compile(readme_example(), "README.md", "exec"), namespace)
+    exec(compile(readme_trace_example(), "README.md", "exec"), namespace)
+    model, t = namespace["model"], namespace["t"]
+    assert len(t.tokens) == t.resid.shape[2] == len(model.tokenizer.encode("bajo;\nduka;"))
+    assert np.allclose(t.probs.sum(axis=-1), 1.0, atol=1e-5)
+    ids = np.asarray([model.tokenizer.encode("bajo;\nduka;")])
+    logits = model.checkpoint.model.head(t.normed[-1])
+    np.testing.assert_allclose(logits, model.checkpoint.model.logits(ids), rtol=1e-5, atol=1e-5)

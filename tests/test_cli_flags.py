@@ -31,6 +31,7 @@ CHECKED_IN_BODY = {
     ("init", "--num-layers"): "memory", ("init", "--num-heads"): "must divide --embedding-degree",
     ("init-with", "--num-tokens"): "memory", ("train", "--batch-size"): "memory",
     ("insert-layer", "--insert-at"): "at most the file's layer count",
+    ("cluster-tokens", "--head"): "a head of the model", ("chunks", "--chunk-size"): "at most num_tokens + 1",
 }
 HARMLESS_WHEN_HUGE = {  # any value is fine: nothing is allocated by it
     ("eval", "--batch-size"): "a batch holds at most the dataset's windows",

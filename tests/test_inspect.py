@@ -67,3 +67,12 @@ def test_inspect_command_table_json_and_plot(tmp_path, monkeypatch):
     assert (tmp_path / "inside.png").read_bytes()[:4] == b"\x89PNG"
     result = run("inspect", "--batches", 1, "--plot", "inside.png", ok=False)
     assert "inside.png already exists; pass --force" in result.output
+
+
+def test_residual_rms_is_the_rms_of_the_traced_hidden_states(model):
+    data = batches(17, 6, n=1)
+    stats = layer_stats(model, data)
+    tr = model.forward_trace(data[0][0])
+    for l, s in enumerate(stats["layers"]):
+        assert s["rms_in"] == pytest.approx(np.sqrt(np.mean(tr.resid[l] ** 2)), rel=1e-12)
+        assert s["ffn_ratio"] == pytest.approx(np.sqrt(np.mean(tr.ffn[l] ** 2) / np.mean(tr.mid[l] ** 2)), rel=1e-12)

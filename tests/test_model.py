@@ -276,12 +276,13 @@ def test_run_units_folds_in_unit_order_and_waits_for_every_unit_when_one_fails()
     assert folded == [(0, 0), (1, 10), (2, 20), (3, 30), (4, 40)]
     assert numba.get_num_threads() == before
 
-    finished = threading.Event()
+    finished, started = threading.Event(), threading.Event()
 
     def fails_or_slow(k, worker):
         if k == 0:
-            time.sleep(0.1)  # unit 1 has started meanwhile, on the other thread
+            started.wait(timeout=30 if before > 1 else 0)  # unit 1 is running on the other thread
             raise ValueError("bad unit")
+        started.set()
         time.sleep(0.3)
         finished.set()
 

@@ -12,9 +12,9 @@ or Click's "Aborted!" with exit code 1.
 try:  # the whole module: a Ctrl-C while the command line loads (the console script imports this first)
     import click
 
-    from femtogpt.cli import bench, data, export, fork, growth, infer, info, inside, model, scoring, text
+    from femtogpt.cli import analysis, bench, data, export, fork, growth, infer, info, inside, model, scoring, text
 
-    COMMAND_MODULES = [model, infer, info, inside, text, growth, data, scoring, fork, export, bench]
+    COMMAND_MODULES = [model, infer, info, inside, analysis, text, growth, data, scoring, fork, export, bench]
 
     class Group(click.Group):
         def invoke(self, ctx):

@@ -23,7 +23,9 @@ INIT_WITH = "InitWith"              # parent, tokenizer, copied
 EVAL = "Eval"                       # step, val_loss
 TRAIN_STEPS = "TrainSteps"          # first_step, loss (float32 bytes), elapsed_ms (uint16 bytes): a block of steps
 TRACK = "Track"                     # step, values (float32 bytes; names: the TrainSession's track_names)
-LOG_KINDS = (INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER, INIT_WITH, EVAL, TRAIN_STEPS, TRACK)
+SWAP_KQ = "SwapKQ"                  # swap-kq swapped every head's query and key weights
+LOG_KINDS = (INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER, INIT_WITH, EVAL, TRAIN_STEPS, TRACK,
+             SWAP_KQ)
 
 _U64 = 2**64 - 1
 
@@ -74,6 +76,7 @@ FIELDS = {
     TRAIN_STEP: {"step": _STEP, "loss": _LOSS, "elapsed_ms": _integer(), "lr": _number(0.0)},
     INSERT_LAYER: {"index": _integer(), "init": _STR, "seed": _SEED, "optimizer": _STR},
     RESET_OPTIMIZER: {},
+    SWAP_KQ: {},
     INIT_WITH: {"parent": _STR_OR_NONE, "parent_last_log_id": _STR_OR_NONE, "hyperparameters": _MAP,
                 "seed": _SEED, "tokenizer": _STR, "copied": _integer(), "fresh": _strings,
                 "shared_tokens": _integer()},

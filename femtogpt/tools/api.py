@@ -109,6 +109,21 @@ class Model:
                                           max_windows=max_windows)
         return {"loss": loss, "perplexity": math.exp(min(loss, 709.0)), "tokens": int(count)}
 
+    def trace(self, text, *, attention=False, threads=None):
+        """One forward over `text` (its last num_tokens tokens), no dropout: a model/trace.py Trace
+        with per layer the residual stream (resid: (L + 1, 1, T, C)), the normed inputs, the attention
+        and feed-forward outputs, and with `attention` the attention maps (probs: (L, 1, H, T, T));
+        `tokens` holds the token strings of the positions."""
+        import numpy as np
+
+        ids = [int(i) for i in self.tokenizer.encode(text)][-self.hp.num_tokens:]
+        if not ids:
+            raise ValueError("trace() needs a text of at least one token")
+        with engine_threads(threads):
+            result = self.checkpoint.model.forward_trace(np.asarray([ids]), attention=attention)
+        result.tokens = [self.tokenizer.decode([i]) for i in ids]
+        return result
+
     def save(self, path=None):
         """Write the model file atomically to `path` (default: where it was loaded from or last saved)."""
         if path is None and self.path is None:
