@@ -76,3 +76,12 @@ def test_residual_rms_is_the_rms_of_the_traced_hidden_states(model):
     for l, s in enumerate(stats["layers"]):
         assert s["rms_in"] == pytest.approx(np.sqrt(np.mean(tr.resid[l] ** 2)), rel=1e-12)
         assert s["ffn_ratio"] == pytest.approx(np.sqrt(np.mean(tr.ffn[l] ** 2) / np.mean(tr.mid[l] ** 2)), rel=1e-12)
+
+
+def test_a_dataset_shorter_than_one_window_is_one_line(tmp_path, monkeypatch):
+    tiny_model_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "short.txt").write_text("hello")
+    result = run("inspect", "--dataset", "short.txt", ok=False)
+    assert result.exit_code == 1 and result.output == (
+        "Error: --dataset short.txt: has 5 tokens; a window needs num_tokens + 1 = 9\n")
