@@ -17,6 +17,7 @@ RUNS = {  # id: (script, extra flags, the results it writes)
     "e3-foundation": ("e3_dummy2_actions", ["--foundation"], ["e3_dummy2_foundation"]),
     "e4": ("e4_sequences_initwith", [], ["e4_sequences_initwith"]),
     "e5": ("e5_growth", [], ["e5_growth"]),
+    "e6": ("e6_inside", [], ["e6_inside"]),
 }
 
 

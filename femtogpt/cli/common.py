@@ -6,6 +6,7 @@ click and the standard library at module level; the library is imported inside t
 `femtogpt --help` never loads NumPy.
 """
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -239,3 +240,19 @@ def lock_model_file(path, command):
         click.get_current_context().with_resource(model_lock(path, command))
     except LockError as exc:
         raise UserError(str(exc)) from None
+
+
+@contextmanager
+def plot_errors(flag, out):
+    """Around drawing a picture to `out` (given as `flag`): a missing matplotlib, a format it cannot
+    write and a failed write each become one line."""
+    from femtogpt.tools.plotting import PlotUnavailable, UnsupportedFormat
+
+    try:
+        yield
+    except PlotUnavailable as exc:
+        raise UserError(str(exc)) from None
+    except UnsupportedFormat as exc:
+        raise UserError(f"{flag} {out}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"{flag} {out}: cannot write: {exc.strerror or exc}") from None

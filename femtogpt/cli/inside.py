@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from femtogpt.cli.common import (UserError, check_model_memory, check_output_path, load_dataset_tokens, model_option,
-                                 open_checkpoint, use_engine)
+                                 open_checkpoint, plot_errors, use_engine)
 from femtogpt.cli.flags import SEED, THREADS
 
 
@@ -51,16 +51,10 @@ def inspect_cmd(model_path, dataset, batches, batch_size, seed, as_json, plot_ou
     stats = layer_stats(ckpt.model, (sample_batch(tokens, batch_size, T, seed, i) for i in range(batches)))
     stats = {"model": str(model_path), "dataset": str(dataset), **stats}
     if plot_out is not None:
-        from femtogpt.tools.plotting import PlotUnavailable, UnsupportedFormat, plot_layer_stats
+        from femtogpt.tools.plotting import plot_layer_stats
 
-        try:
+        with plot_errors("--plot", plot_out):
             plot_layer_stats(stats, plot_out, title=f"{model_path} on {dataset}")
-        except PlotUnavailable as exc:
-            raise UserError(str(exc)) from None
-        except UnsupportedFormat as exc:
-            raise UserError(f"--plot {plot_out}: {exc}") from None
-        except OSError as exc:
-            raise UserError(f"--plot {plot_out}: cannot write: {exc.strerror or exc}") from None
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.common import UserError, check_output_path, open_checkpoint, use_engine
+from femtogpt.cli.common import UserError, check_output_path, open_checkpoint, plot_errors, use_engine
 from femtogpt.cli.flags import MAX_LIST, SEED, TOY_TASKS, TemperatureType
 
 MAX_SAMPLES = 100_000  # score --samples: 500 times the largest default
@@ -115,7 +115,7 @@ def plot(models, out, smooth_window, title, x_axis, stats, force):
     """
     check_output_path(out, "--out", force, inputs=[("a --model file", path) for path in models])
     from femtogpt.io.model_file import ModelFileError, peek_header
-    from femtogpt.tools.plotting import PlotUnavailable, UnsupportedFormat, distinct_labels, plot_models
+    from femtogpt.tools.plotting import UnsupportedFormat, distinct_labels, plot_models
 
     labels, entries = distinct_labels(models), []
     for label, path in zip(labels, models):
@@ -126,16 +126,13 @@ def plot(models, out, smooth_window, title, x_axis, stats, force):
             raise UserError(str(exc)) from None
     if stats:
         return _plot_stats(entries, stats, out, title, force)
-    try:
-        steps = plot_models(entries, out, smooth_window, title or ", ".join(labels) + " loss", x=x_axis)
-    except PlotUnavailable as exc:
-        raise UserError(str(exc)) from None
-    except UnsupportedFormat as exc:
-        raise UserError(f"--out {out}: {exc}") from None
-    except ValueError as exc:
-        raise UserError(f"{', '.join(models)}: {exc}") from None
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
+    with plot_errors("--out", out):
+        try:
+            steps = plot_models(entries, out, smooth_window, title or ", ".join(labels) + " loss", x=x_axis)
+        except ValueError as exc:
+            if isinstance(exc, UnsupportedFormat):
+                raise
+            raise UserError(f"{', '.join(models)}: {exc}") from None
     click.echo(f"Wrote {out} ({len(models)} model{'s' if len(models) > 1 else ''}, {steps:,} steps)")
 
 
@@ -143,7 +140,7 @@ def _plot_stats(entries, patterns, out, title, force):
     """plot --stat: the tracked statistics matching `patterns`, of every model, against the step."""
     from fnmatch import fnmatchcase
 
-    from femtogpt.tools.plotting import PlotUnavailable, UnsupportedFormat, plot_series
+    from femtogpt.tools.plotting import plot_series
     from femtogpt.train.tracking import tracked_series
 
     series, known = [], set()
@@ -157,14 +154,8 @@ def _plot_stats(entries, patterns, out, title, force):
         hint = (f"recorded: {', '.join(sorted(known)[:12])}{', ...' if len(known) > 12 else ''}" if known
                 else "none recorded: train with --track-every N")
         raise UserError(f"--stat {' '.join(patterns)}: no such statistic ({hint})")
-    try:
+    with plot_errors("--out", out):
         plot_series(series, out, title=title or ", ".join(patterns), xlabel="step", ylabel="value")
-    except PlotUnavailable as exc:
-        raise UserError(str(exc)) from None
-    except UnsupportedFormat as exc:
-        raise UserError(f"--out {out}: {exc}") from None
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
     click.echo(f"Wrote {out} ({len(series)} series)")
 
 
