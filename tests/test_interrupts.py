@@ -194,7 +194,7 @@ def test_ctrl_c_in_any_other_command_is_one_line_and_130(workdir, monkeypatch):
     init()
     import femtogpt.io.checkpoint as checkpoint
 
-    def interrupted(path):
+    def interrupted(path, data=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoint, "load", interrupted)

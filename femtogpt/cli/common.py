@@ -125,14 +125,14 @@ def check_new_model_memory(hp, hint="", default_batch=32):
                    "train it with a smaller --batch-size", err=True)
 
 
-def open_checkpoint(path):
-    """Load a model file as a Checkpoint, or fail with one line."""
+def open_checkpoint(path, data=None):
+    """Load a model file as a Checkpoint (from `data`, its bytes, when already read), or fail with one line."""
     from femtogpt.io.checkpoint import load
     from femtogpt.io.model_file import ModelFileError
     from femtogpt.text.tokenizer import TokenizerError
 
     try:
-        return load(path)
+        return load(path, data)
     except (ModelFileError, TokenizerError) as exc:
         raise UserError(str(exc)) from None
 

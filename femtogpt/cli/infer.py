@@ -72,9 +72,7 @@ def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_fil
         steps = []
 
         def on_logits(logits, token_id):
-            z = np.asarray(logits, np.float64)
-            p = np.exp(z - z.max())
-            p /= p.sum()
+            p = np.exp(log_probs(logits))
             top = np.argsort(-p, kind="stable")[:show_probs or 5]
             steps.append({"id": int(token_id), "token": tok.decode([int(token_id)]), "prob": float(p[token_id]),
                           "top": [[tok.decode([int(i)]), float(p[i])] for i in top]})
@@ -83,6 +81,8 @@ def infer(model_path, prompt, count, temperature, top_k, top_p, seed, prompt_fil
                            "  ".join(f"{_shown(t)} {q:.3f}" for t, q in steps[-1]["top"]))
 
         import numpy as np
+
+        from femtogpt.model.sampling import log_probs
 
         if show_probs and not as_json:
             click.echo(f"prompt: {_shown(prompt)}")

@@ -69,25 +69,21 @@ def init(model_path, tokenizer, tokenizer_data, case_sensitive, reserve_tokens, 
 
 
 def _settings(given, train_state, keep_best):
-    """The run's settings (train/settings.py: the flags given, else the file's, else the defaults) and
-    the names taken from the file; checked together. --min-lr above --lr is refused when both were
-    given, and lowered to --lr (with a note) otherwise, since the schedule would run at the floor."""
-    from femtogpt.train.settings import as_flags, resolve
+    """The run's settings (train/settings.py settings_for_run: the flags given, else the file's, else
+    the defaults, checked together) and the names taken from the file; says what a given flag changed."""
+    from femtogpt.train.settings import as_flags, settings_for_run
 
     stored = train_state.get("settings", {})
-    settings, from_file = resolve(given, stored)
     changed = [name for name in given if name in stored and stored[name] != given[name]]
     if changed:
         click.echo("Changed from the settings stored in the model file: " + ", ".join(
             f"{as_flags(stored, [name])} -> {as_flags(given, [name]).split(' ', 1)[1]}" for name in changed))
-    lr, min_lr = settings["lr"], settings["min_lr"]
-    if min_lr > lr:
-        if "min_lr" in given:
-            raise UserError(f"--min-lr {min_lr:g} is above --lr {lr:g}: the floor must not exceed the peak")
-        click.echo(f"note: --min-lr lowered to --lr {lr:g} (it was {min_lr:g}, above it)", err=True)
-        settings["min_lr"] = lr
-    if settings["val_fraction"] and not settings["eval_every"]:
-        settings["eval_every"] = 100
+    try:
+        settings, from_file, notes = settings_for_run(given, stored)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if keep_best and not settings["val_fraction"]:
         raise UserError("--keep-best needs --val-fraction: the best model is the one with the lowest "
                         "validation loss")
@@ -242,15 +238,15 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
     if group is not None:  # every process builds the model from process 0's bytes of the file
         model_bytes = group.broadcast(model_bytes if lead else None)
     with _together(group):
-        ckpt = _checkpoint_from_bytes(model_bytes, model_path)
+        ckpt = open_checkpoint(model_path, model_bytes)
         settings, from_file = _settings(given, ckpt.train_state, keep_best)
     del model_bytes
     from femtogpt.text.fingerprint import dataset_fingerprint
     from femtogpt.train.best import BestFileError, best_file_path, previous_best_loss, save_best
-    from femtogpt.train.loop import TrainOptions, run_training
+    from femtogpt.train.loop import run_training
     from femtogpt.train.precompile import warm_up
     from femtogpt.train.progress import TrainDisplay
-    from femtogpt.train.settings import as_flags, batch_shape, optimizer_config
+    from femtogpt.train.settings import as_flags, optimizer_config, train_options
 
     live = sys.stdout.isatty() and not quiet
     with _together(group):
@@ -259,13 +255,10 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
         ckpt.reset_optimizer()
     ckpt.ensure_optimizer(optimizer_config(settings))
     ckpt.train_state["settings"] = settings  # saved with the first step: the next run's defaults
-    batch_size, units = batch_shape(settings)
-    val_fraction = settings["val_fraction"]
-    options = TrainOptions(steps=steps, seed=ckpt.seed if seed is None else seed,
-                           batch_size=batch_size, units=units, dropout=settings["dropout"],
-                           save_every=save_every, save_minutes=save_minutes, val_fraction=val_fraction,
-                           eval_every=settings["eval_every"], sample_every=sample_every, sample_len=sample_len,
-                           track_every=track_every)
+    options = train_options(settings, steps, ckpt.seed if seed is None else seed, save_every=save_every,
+                            save_minutes=save_minutes, sample_every=sample_every, sample_len=sample_len,
+                            track_every=track_every)
+    batch_size, units, val_fraction = options.batch_size, options.units, options.val_fraction
     dataset_info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}
     if group is not None:
         _check_same_inputs(group, dataset, dataset_info["dataset_hash"], tokens, ckpt)
@@ -384,18 +377,6 @@ def _read_model_bytes(path):
     try:
         return read_model_bytes(path)
     except ModelFileError as exc:
-        raise UserError(str(exc)) from None
-
-
-def _checkpoint_from_bytes(data, path):
-    """The Checkpoint of a model file's bytes (read from `path`), or one line."""
-    from femtogpt.io.checkpoint import from_model_file
-    from femtogpt.io.model_file import ModelFileError, load_model_bytes
-    from femtogpt.text.tokenizer import TokenizerError
-
-    try:
-        return from_model_file(load_model_bytes(data, path))
-    except (ModelFileError, TokenizerError) as exc:
         raise UserError(str(exc)) from None
 
 

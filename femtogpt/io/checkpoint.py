@@ -16,7 +16,7 @@ import numpy as np
 from femtogpt.atomic import remove_temp_files
 from femtogpt.io.lock import holds as holds_lock
 from femtogpt.io.logs import INIT, RESET_OPTIMIZER, new_log
-from femtogpt.io.model_file import ModelFile, ModelFileError, load_model_file, save_model_file
+from femtogpt.io.model_file import ModelFile, ModelFileError, load_model_bytes, load_model_file, save_model_file
 from femtogpt.config import Hyperparameters, OptimizerConfig
 from femtogpt.model.gpt import GPT
 from femtogpt.engine.optim import AdamW
@@ -133,6 +133,9 @@ def from_model_file(mf):
     return assemble(mf.hp, params, tokenizer, mf.logs, mf.train_state, mf.optimizer)
 
 
-def load(path):
-    """Read and validate a model file and build its Checkpoint; any defect is one ModelFileError line."""
-    return from_model_file(load_model_file(Path(path)))
+def load(path, data=None):
+    """Read and validate a model file and build its Checkpoint; any defect is one ModelFileError line.
+    data: the file's bytes, already read (e.g. received from another process); `path` names them."""
+    if data is None:
+        return from_model_file(load_model_file(Path(path)))
+    return from_model_file(load_model_bytes(data, Path(path)))

@@ -8,6 +8,14 @@ femtogpt-fork.md section 1.3.
 import numpy as np
 
 
+def log_probs(logits):
+    """log softmax over the last axis, in float64, max-subtracted: the model's next-token log
+    probabilities (inspect's logit lens, chunks' losses, infer --show-probs)."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def sample_next(logits, temperature=1.0, top_k=0, top_p=1.0, rng=None):
     """One token id from logits (V,): logits / temperature -> top-k -> top-p -> sample.
 

@@ -4,6 +4,8 @@ trained before the fork changed attention from K·Qᵀ to Q·Kᵀ (`swap_kq`).
 """
 import numpy as np
 
+from femtogpt.model.sampling import log_probs
+
 ROW_BLOCK = 1024  # cluster_tokens: rows of the cosine matrix at a time, so any vocabulary fits in memory
 
 
@@ -53,9 +55,7 @@ def chunk_losses(model, tokenizer, tokens, chunk_size, count, seed, progress=Non
     for i in range(0, count, batch_size):
         s = starts[i:i + batch_size]
         windows = np.asarray(tokens)[s[:, None] + np.arange(chunk_size)].astype(np.int64)
-        logits = model.logits(windows[:, :-1]).astype(np.float64)             # (b, n - 1, V)
-        logits -= logits.max(axis=-1, keepdims=True)
-        logp = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        logp = log_probs(model.logits(windows[:, :-1]))                       # (b, n - 1, V)
         nll = -np.take_along_axis(logp, windows[:, 1:, None], axis=-1)[..., 0]
         losses[i:i + len(s)] = nll.mean(axis=1)
         if progress is not None:

@@ -58,30 +58,24 @@ class Model:
 
         settings: any of config.TRAINING_SETTINGS (lr=3e-4, batch_size=16, units=2, dropout=0.1,
         schedule="cosine", grad_clip=1.0, ...); the ones not given are the model's stored settings,
-        else the defaults. seed: batches and dropout (default: the model's). on_step(step, loss, lr,
+        else the defaults (min_lr above lr: ValueError when min_lr is given, else lowered to lr, as
+        the CLI does). seed: batches and dropout (default: the model's). on_step(step, loss, lr,
         seconds) after every step. save_every: with a `path`, save there every N steps (0: never
         during training; call save()). A NaN stops the run before the bad update (result.failure).
         """
         from femtogpt.text.fingerprint import dataset_fingerprint
         from femtogpt.text.token_cache import encode_file_cached
-        from femtogpt.train.loop import TrainOptions, run_training
-        from femtogpt.train.settings import batch_shape, optimizer_config, resolve
+        from femtogpt.train.loop import run_training
+        from femtogpt.train.settings import optimizer_config, settings_for_run, train_options
 
         _check_settings(settings)
-        chosen, _ = resolve(settings, self.checkpoint.train_state.get("settings", {}))
-        if chosen["min_lr"] > chosen["lr"]:
-            chosen["min_lr"] = chosen["lr"]
-        if chosen["val_fraction"] and not chosen["eval_every"]:
-            chosen["eval_every"] = 100
+        chosen, _, _ = settings_for_run(settings, self.checkpoint.train_state.get("settings", {}))
         ckpt = self.checkpoint
         tokens = encode_file_cached(ckpt.tokenizer, dataset)
         ckpt.ensure_optimizer(optimizer_config(chosen))
         ckpt.train_state["settings"] = chosen
-        batch_size, units = batch_shape(chosen)
-        options = TrainOptions(steps=steps, seed=ckpt.seed if seed is None else seed, batch_size=batch_size,
-                               units=units, dropout=chosen["dropout"], save_every=save_every if self.path else 0,
-                               save_minutes=0.0, val_fraction=chosen["val_fraction"],
-                               eval_every=chosen["eval_every"])
+        options = train_options(chosen, steps, ckpt.seed if seed is None else seed,
+                                save_every=save_every if self.path else 0, save_minutes=0.0)
         info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}
         save = (lambda: ckpt.save(self.path)) if self.path is not None and save_every else (lambda: None)
         with engine_threads(threads):

@@ -18,6 +18,8 @@ All sums are in float64 over every position of every window.
 """
 import numpy as np
 
+from femtogpt.model.sampling import log_probs
+
 EPS = 1e-5  # the engine's LayerNorm epsilon (engine/ops/layernorm.py)
 
 
@@ -75,9 +77,7 @@ def _lens(model, x, gamma, beta, targets):
     mean = x.mean(axis=-1, keepdims=True)
     var = np.square(x - mean).mean(axis=-1, keepdims=True)
     n = (x - mean) / np.sqrt(var + EPS) * gamma + beta
-    logits = model.head(n.astype(model.dtype)).astype(np.float64)   # (B, T, V), the model's own head product
-    logits -= logits.max(axis=-1, keepdims=True)
-    logp = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    logp = log_probs(model.head(n.astype(model.dtype)))   # (B, T, V), from the model's own head product
     t = np.asarray(targets).reshape(logp.shape[:-1])
     nll = -np.take_along_axis(logp, t[..., None], axis=-1).sum()
     top = logp.argmax(axis=-1)

@@ -25,6 +25,34 @@ def resolve(given, stored):
     return settings, from_file
 
 
+def settings_for_run(given, stored):
+    """(settings, from_file, notes): `resolve`, then the rules every front end (the CLI, the Python
+    API) applies. min_lr above lr is a ValueError when min_lr was given, and is otherwise lowered to
+    lr (a note says so), since the schedule would run at the floor, above the peak; val_fraction
+    without eval_every validates every 100 steps."""
+    settings, from_file = resolve(given, stored)
+    notes = []
+    lr, min_lr = settings["lr"], settings["min_lr"]
+    if min_lr > lr:
+        if "min_lr" in given:
+            raise ValueError(f"--min-lr {min_lr:g} is above --lr {lr:g}: the floor must not exceed the peak")
+        notes.append(f"--min-lr lowered to --lr {lr:g} (it was {min_lr:g}, above it)")
+        settings["min_lr"] = lr
+    if settings["val_fraction"] and not settings["eval_every"]:
+        settings["eval_every"] = 100
+    return settings, from_file, notes
+
+
+def train_options(settings, steps, seed, **loop_options):
+    """The loop's TrainOptions for a run with these settings (batch and units as `batch_shape` says),
+    `steps` steps, `seed`, and the loop's other options (saving, sampling, tracking) as given."""
+    from femtogpt.train.loop import TrainOptions
+
+    batch_size, units = batch_shape(settings)
+    return TrainOptions(steps=steps, seed=seed, batch_size=batch_size, units=units, dropout=settings["dropout"],
+                        val_fraction=settings["val_fraction"], eval_every=settings["eval_every"], **loop_options)
+
+
 def optimizer_config(settings):
     """The AdamW settings (schedule, betas, eps, weight decay, clipping) of `settings`."""
     return OptimizerConfig(**{name: settings[name] for name in

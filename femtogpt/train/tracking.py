@@ -15,7 +15,7 @@ before it reads them; the training result is bitwise the same with and without i
 """
 import numpy as np
 
-from femtogpt.io.logs import TRACK, new_log
+from femtogpt.io.logs import TRACK, TRAIN_SESSION, new_log
 from femtogpt.model.gpt import unit_bounds
 
 
@@ -63,8 +63,6 @@ def track(model, before, ids, units, step):
 def tracked_series(logs):
     """{statistic name: (steps, values)} from a model's logs (Track logs read with the names of the
     TrainSession before them)."""
-    from femtogpt.io.logs import TRAIN_SESSION
-
     out, names = {}, []
     for log in logs:
         kind = log.get("kind")
