@@ -145,3 +145,13 @@ def test_grad_clip_scales_the_update_to_the_clipped_gradient():
         train_step(model, opt, ids, targets)
         norms[clip] = math.sqrt(float(np.dot(model.params.grad, model.params.grad)))
     assert norms[0.0] > 1e-3 and norms[1e-3] == pytest.approx(1e-3, rel=1e-12)
+
+
+def test_a_run_with_many_more_threads_than_units_is_told_how_to_use_them():
+    from femtogpt.train.settings import units_note
+
+    note = units_note(16, 2)
+    assert note.startswith("Note: 16 threads for 2 work units") and "--units 16" in note
+    assert units_note(4, 2) is None and units_note(2, 2) is None and units_note(1, 5) is None
+    assert units_note(16, 8) is None  # two threads a unit: its products are cut in two
+    assert "--units 9" in units_note(9, 4)

@@ -246,7 +246,7 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
     from femtogpt.train.loop import run_training
     from femtogpt.train.precompile import warm_up
     from femtogpt.train.progress import TrainDisplay
-    from femtogpt.train.settings import as_flags, optimizer_config, train_options
+    from femtogpt.train.settings import as_flags, optimizer_config, train_options, units_note
 
     live = sys.stdout.isatty() and not quiet
     with _together(group):
@@ -281,6 +281,9 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
     click.echo(f"Model {model_path}: {hp.num_params():,} parameters, step {ckpt.step}; "
                f"dataset {dataset}: {len(tokens):,} tokens; {batch_size}x{hp.num_tokens} tokens per step "
                f"in {min(units, batch_size)} units; {numba.get_num_threads()} threads{processes}")
+    idle_note = units_note(numba.get_num_threads(), min(units, batch_size) // (group.size if group else 1))
+    if idle_note and lead:
+        click.echo(idle_note)
     warm_up(spinner=live)
     display = TrainDisplay(steps, ckpt.step, batch_size * hp.num_tokens, live=live, quiet=quiet or not lead)
     interrupts.training(ckpt)

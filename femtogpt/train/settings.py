@@ -66,3 +66,14 @@ def batch_shape(settings):
     N times as many units: each thread still holds one unit's activations at a time."""
     n = settings["grad_accum"]
     return settings["batch_size"] * n, settings["units"] * n
+
+
+def units_note(threads, units):
+    """A line for a run whose threads far outnumber its work units (e.g. 16 threads, the default 2
+    units), else None: a unit's kernels share its threads, but its matrix products are cut in at most
+    two, so most cores would idle. The unit count is the user's to choose, since it is part of the
+    result (like the batch size); the thread count never is."""
+    if units < 1 or threads <= 2 * units:
+        return None
+    return (f"Note: {threads} threads for {units} work units: each unit's matrix products use at most 2 "
+            f"threads; --units {threads} gives every thread one (part of the result, like --batch-size).")
