@@ -2,7 +2,9 @@
 import math
 from dataclasses import asdict, dataclass
 
-POS_ENCODINGS = ("none", "absolute")
+# none; absolute: the reference's fixed sinusoidal table added to the embedding; learned: a trainable
+# (T, E) table `pos_embedding` added instead; rotary: RoPE on each head's queries and keys (no table)
+POS_ENCODINGS = ("none", "absolute", "learned", "rotary")
 TOKENIZER_KINDS = ("ascii", "char", "byte", "bpe")  # text/: how text becomes token ids
 SCHEDULES = ("linear", "cosine", "constant")  # learning rate after warm-up: from lr down to min_lr, or lr
 
@@ -68,11 +70,20 @@ class Hyperparameters:
     embedding_degree: int = 80      # E (C in kernel code)
     num_layers: int = 4             # L
     num_heads: int = 4              # H (NH in kernel code)
-    pos_enc: str = "absolute"       # "none" or "absolute" (fixed sinusoidal table)
+    pos_enc: str = "absolute"       # one of POS_ENCODINGS
+    head_size: int = None           # hs; None: embedding_degree // num_heads (E must divide by H then)
+
+    def __post_init__(self):
+        # the attention width D = H * hs may differ from E (insert-head grows D by one head, E stays):
+        # qkv_{l} is (E, 3D), proj_{l}_weights (D, E); by default D = E, as in every model before
+        if self.head_size is None and type(self.embedding_degree) is int and type(self.num_heads) is int \
+                and self.num_heads > 0 and self.embedding_degree % self.num_heads == 0:
+            object.__setattr__(self, "head_size", self.embedding_degree // self.num_heads)
 
     @property
-    def head_size(self):
-        return self.embedding_degree // self.num_heads
+    def attention_width(self):
+        """D = num_heads * head_size: the width of each of Q, K, V and of the attention output."""
+        return self.num_heads * self.head_size
 
     def validate(self):
         """Raise ValueError with one line naming the bad value."""
@@ -80,19 +91,26 @@ class Hyperparameters:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.embedding_degree % self.num_heads:
+        if self.head_size is None:
             raise ValueError(f"embedding_degree ({self.embedding_degree}) must be divisible by "
                              f"num_heads ({self.num_heads})")
+        if not isinstance(self.head_size, int) or self.head_size < 1:
+            raise ValueError(f"head_size must be a positive integer, got {self.head_size!r}")
         if self.pos_enc not in POS_ENCODINGS:
             raise ValueError(f"pos_enc must be one of {', '.join(POS_ENCODINGS)}, got {self.pos_enc!r}")
+        if self.pos_enc == "rotary" and self.head_size % 2:
+            raise ValueError(f"rotary positional encoding rotates pairs of dimensions and needs an even head "
+                             f"size, got {self.head_size}")
         return self
 
     def num_params(self):
-        V, E, L = self.vocab_size, self.embedding_degree, self.num_layers
-        return 2 * V * E + V + L * (12 * E * E + 10 * E) + 2 * E  # the reference's formula
+        V, E, L, D = self.vocab_size, self.embedding_degree, self.num_layers, self.attention_width
+        learned = self.num_tokens * E if self.pos_enc == "learned" else 0  # the pos_embedding table
+        # the reference's formula (12 E^2 per layer when D = E), plus the learned table
+        return 2 * V * E + V + L * (4 * E * D + 8 * E * E + 10 * E) + 2 * E + learned
 
     def to_dict(self):
-        return {**asdict(self), "head_size": self.head_size}
+        return asdict(self)
 
 
 @dataclass(frozen=True)

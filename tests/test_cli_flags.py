@@ -20,6 +20,7 @@ from tests.run_cli import run, tiny_model_folder
 BASE_ARGS = {
     "compare": ["model.dat", "model.dat"], "count-tokens": ["--model", "model.dat"],
     "dummy-data": ["simple_dummy"], "eval": ["--dataset", "dataset.txt"], "export": ["--out", "x.npz"],
+    "grow": ["--to-layers", "2", "--steps-per-stage", "1"],
     "import-fork": ["fork.dat", "out.dat"], "init": ["--model", "new.dat"],
     "init-with": ["--parent", "model.dat", "--child", "child.dat"], "insert-layer": ["--insert-at", "0"],
     "plot": ["--model", "model.dat"], "score": ["--task", "simple_dummy"],
@@ -30,12 +31,15 @@ CHECKED_IN_BODY = {
     ("init", "--num-tokens"): "memory", ("init", "--embedding-degree"): "memory",
     ("init", "--num-layers"): "memory", ("init", "--num-heads"): "must divide --embedding-degree",
     ("init-with", "--num-tokens"): "memory", ("train", "--batch-size"): "memory",
+    ("grow", "--batch-size"): "memory", ("grow", "--to-layers"): "memory",
     ("insert-layer", "--insert-at"): "at most the file's layer count",
+    ("insert-head", "--layer"): "a layer of the file (and refused anyway: heads go into every layer)",
     ("cluster-tokens", "--head"): "a head of the model", ("chunks", "--chunk-size"): "at most num_tokens + 1",
 }
 HARMLESS_WHEN_HUGE = {  # any value is fine: nothing is allocated by it
     ("eval", "--batch-size"): "a batch holds at most the dataset's windows",
     ("train", "--threads"): "capped at the usable CPUs (test below)",
+    ("grow", "--threads"): "capped at the usable CPUs (as train's)",
     ("bench", "--threads"): "capped at the usable CPUs (test below)",
     ("inspect", "--threads"): "capped at the usable CPUs (test below)",
 }

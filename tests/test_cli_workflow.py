@@ -58,7 +58,7 @@ def test_init_creates_model_and_refuses_overwrite(workdir):
 @pytest.mark.parametrize("args,needle", [
     (["--embedding-degree", "10", "--num-heads", "3"], "--num-heads"),
     (["--num-layers", "0"], "--num-layers"),
-    (["--positional-encoding", "rotary"], "--positional-encoding"),
+    (["--positional-encoding", "alibi"], "--positional-encoding"),
 ])
 def test_init_bad_flags(workdir, args, needle):
     result = run("init", *args, ok=False)

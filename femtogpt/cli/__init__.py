@@ -12,9 +12,10 @@ or Click's "Aborted!" with exit code 1.
 try:  # the whole module: a Ctrl-C while the command line loads (the console script imports this first)
     import click
 
-    from femtogpt.cli import analysis, bench, data, export, fork, growth, infer, info, inside, model, scoring, text
+    from femtogpt.cli import (analysis, bench, data, export, fork, growth, infer, info, inside, model, pipeline,
+                              scoring, text)
 
-    COMMAND_MODULES = [model, infer, info, inside, analysis, text, growth, data, scoring, fork, export, bench]
+    COMMAND_MODULES = [model, infer, info, inside, analysis, text, growth, pipeline, data, scoring, fork, export, bench]
 
     class Group(click.Group):
         def invoke(self, ctx):

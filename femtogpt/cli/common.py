@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from femtogpt.cli.flags import MAX_VOCAB, TOKENIZER_KINDS
+from femtogpt.cli.flags import MAX_STEPS, MAX_UNITS, MAX_VOCAB, SCHEDULES, TOKENIZER_KINDS, FiniteFloat
 
 
 class UserError(click.ClickException):
@@ -164,6 +164,46 @@ def tokenizer_options(func):
         click.option("--tokenizer-from", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="Use the tokenizer of this model file as it is (its kind and settings; the "
                           "flags above are then not given)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def training_settings_options(func):
+    """The flags of the training settings stored in a model file (config.TRAINING_SETTINGS; see
+    train/settings.py), shared by train and grow: the batch, the learning-rate schedule and AdamW."""
+    options = [
+        click.option("--batch-size", type=click.IntRange(min=1), default=32,
+                     help="Windows of T+1 tokens per step (checked against this machine's memory first)."),
+        click.option("--units", type=click.IntRange(1, MAX_UNITS), default=2, show_default=True,
+                     help="Work units each batch is cut into; the threads (and MPI processes) take them as they "
+                          "free up. Like --batch-size it is part of the result, --threads never is. More units: "
+                          "work for more cores and less memory, one more pass over the gradients per unit."),
+        click.option("--dropout", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.0,
+                     help="Dropout on attention probabilities and after each attention projection."),
+        click.option("--lr", type=FiniteFloat(0.0, 10.0), default=1e-3, help="Peak learning rate."),
+        click.option("--min-lr", type=FiniteFloat(0.0, 10.0), default=1e-5,
+                     help="Learning-rate floor (at most --lr)."),
+        click.option("--warmup", type=click.IntRange(0, MAX_STEPS), default=100,
+                     help="Linear warm-up steps from 0."),
+        click.option("--decay-steps", type=click.IntRange(1, MAX_STEPS), default=50_000,
+                     help="Decay steps after warm-up, from --lr down to --min-lr."),
+        click.option("--schedule", type=SCHEDULES, default="linear", show_default=True,
+                     help="Learning-rate decay after warm-up (linear: the reference's)."),
+        click.option("--weight-decay", type=FiniteFloat(0.0, 10.0), default=0.01, show_default=True,
+                     help="AdamW's decoupled weight decay, on every parameter as in the reference."),
+        click.option("--beta1", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.9, show_default=True,
+                     help="AdamW's first-moment decay."),
+        click.option("--beta2", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.999, show_default=True,
+                     help="AdamW's second-moment decay."),
+        click.option("--eps", type=FiniteFloat(0.0, 1.0, min_open=True), default=1e-8, show_default=True,
+                     help="AdamW's epsilon, added to the root of the second moment."),
+        click.option("--grad-clip", type=FiniteFloat(0.0, 1e6), default=0.0, show_default=True,
+                     help="Scale the gradient down to this global L2 norm when it is above it (0: off)."),
+        click.option("--grad-accum", type=click.IntRange(1, 1024), default=1, show_default=True,
+                     help="Micro-batches of --batch-size windows per step (the same as N times the batch in N "
+                          "times the units; memory stays one unit's per thread)."),
     ]
     for option in reversed(options):
         func = option(func)

@@ -1,6 +1,7 @@
-"""Growing and comparing models: init-with, insert-layer, compare.
+"""Growing and comparing models: init-with, insert-layer, insert-head, add-tokens, replace-reserved,
+compare.
 
-The commands parse, call femtogpt.growth.surgery / femtogpt.growth.compare and print; only click is imported at
+The commands parse, call femtogpt.growth.surgery / heads / tokens / compare and print; only click is imported at
 module level (`femtogpt --help` must not load the engine).
 """
 import click
@@ -8,7 +9,7 @@ import click
 from femtogpt.cli.common import (UserError, build_tokenizer_from_flags, check_new_model_memory,
                                  check_output_path, open_checkpoint, same_file, save_checkpoint,
                                  tokenizer_options)
-from femtogpt.cli.flags import MAX_LIST, SEED, HiddenAliases
+from femtogpt.cli.flags import MAX_LIST, MAX_VOCAB, SEED, HiddenAliases
 from femtogpt.cli.common import lock_model_file
 
 
@@ -130,6 +131,64 @@ def insert_layer(input_path, output_path, index, init, reset_optimizer, seed, fo
                 "none": "Optimizer: none stored"}[report.optimizer])
 
 
+@click.command(name="insert-head")
+@click.option("--input", "input_path", default="model.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Model to grow.")
+@click.option("--output", "output_path", default="inserted.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write the grown model (may be --input).")
+@click.option("--all-layers", is_flag=True, help="Add the head to every layer (required: see above).")
+@click.option("--layer", type=click.IntRange(min=0), default=None,
+              help="Refused with the reason: every layer has the same number of heads.")
+@click.option("--reset-optimizer", is_flag=True,
+              help="Drop the optimizer state: warm-up restarts from lr 0.")
+@click.option("--seed", type=SEED, default=None,
+              help="Seed for the new head's q/k/v draws (negative seeds are refused) [default: random].")
+@click.option("--force", is_flag=True, help="Overwrite an existing --output other than --input.")
+def insert_head(input_path, output_path, all_layers, layer, reset_optimizer, seed, force):
+    """Add one attention head to every layer; the model's output is unchanged at insertion.
+
+    \b
+    The new head (index H, the old head count) has the model's head size hs: its q, k, v are drawn
+    N(0, 0.02) and its rows of proj_{l}_weights are zero, so it adds exactly nothing until training
+    moves them (they get a gradient on the first step). The residual width E (embedding_degree) stays
+    and every other value is kept bitwise; the attention width H*hs grows to (H+1)*hs, so after an
+    insertion H*hs is no longer E (the fork's file format stores head_size and allows it). The model
+    has one num_heads for all layers, so the head goes into every layer: give --all-layers (--layer L
+    is refused, saying why).
+    The optimizer moments of every old tensor and slice are kept, the new slices' start at zero and
+    the step is kept (no warm-up restart). The logs record InsertHead.
+    """
+    if layer is not None and all_layers:
+        raise UserError("--layer and --all-layers: give one (insert-head adds a head to every layer: --all-layers)")
+    if layer is None and not all_layers:
+        raise UserError("give --all-layers: insert-head adds one head to every layer (see femtogpt insert-head --help)")
+    check_output_path(output_path, "--output", force or same_file(input_path, output_path))
+    lock_model_file(output_path, "insert-head")  # the input too, when it is the same file
+    ckpt = open_checkpoint(input_path)
+    hp = ckpt.hp
+    L, H, hs, D = hp.num_layers, hp.num_heads, hp.head_size, hp.attention_width
+    if layer is not None:
+        if layer >= L:
+            raise UserError(f"--layer {layer}: {input_path} has {L} layers (0..{L - 1}); and insert-head "
+                            f"adds a head to every layer anyway: use --all-layers")
+        raise UserError(f"--layer {layer}: every layer of a model has the same number of heads (num_heads "
+                        f"{H}), so insert-head adds a head to every layer at once: use --all-layers")
+    from dataclasses import replace
+
+    check_new_model_memory(replace(hp, num_heads=H + 1, head_size=hs))
+    from femtogpt.growth.heads import insert_head as do_insert
+
+    grown, report = do_insert(ckpt, seed=seed, reset_optimizer=reset_optimizer)
+    save_checkpoint(grown, output_path)
+    click.echo(f"Inserted head {H} (head size {hs}) into each of the {L} layers of {input_path}: {H} -> {H + 1} "
+               f"heads, attention width {D} -> {D + hs} (embedding {hp.embedding_degree}), "
+               f"{grown.hp.num_params():,} parameters, in {output_path}")
+    click.echo({"kept": f"Optimizer: kept (step {report.step}; every old tensor and slice keeps its moments, "
+                        f"the new head's start at zero)",
+                "reset": "Optimizer: reset (warm-up restarts at lr 0)",
+                "none": "Optimizer: none stored"}[report.optimizer])
+
+
 def _fmt_cos(entry):
     if entry["cosine"] is None:
         return f"n/a ({entry['reason']})"
@@ -201,4 +260,109 @@ def compare(model_a, model_b, limit, reverse, by_name, as_json):
         click.echo(f"Shape differs: {name} is {m['shape_a']} in {model_a}, {m['shape_b']} in {model_b}")
 
 
-COMMANDS = [init_with, insert_layer, compare]
+def _read_tokens_file(path):
+    """The tokens of --tokens-file: a JSON array of strings, or else one token per line (line ends
+    dropped, empty lines skipped); a token with a newline or edge spaces needs the JSON form."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise UserError(f"--tokens-file {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--tokens-file {path}: cannot be read as UTF-8 text ({exc.__class__.__name__})") from None
+    if text.lstrip().startswith("["):
+        try:
+            tokens = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            raise UserError(f"--tokens-file {path}: starts with [ but is not a JSON array of strings") from None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise UserError(f"--tokens-file {path}: a JSON file must be an array of strings")
+        return tokens
+    return [line for line in text.splitlines() if line]
+
+
+@click.command(name="add-tokens")
+@click.option("--input", "input_path", default="model.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Model whose vocabulary to grow.")
+@click.option("--output", "output_path", default="added.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write the grown model (may be --input).")
+@click.option("--token", "tokens", multiple=True, help="A token to add (repeat for several), e.g. ' hello'.")
+@click.option("--tokens-file", type=click.Path(dir_okay=False),
+              help="The tokens to add: a JSON array of strings, or one token per line.")
+@click.option("--init", "init", type=click.Choice(["mean-of-pieces", "mean"]), default="mean-of-pieces",
+              show_default=True,
+              help="A new token's embedding row, head column and bias: the mean of those of the pieces the "
+                   "old tokenizer spells it with, or of all tokens.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --output other than --input.")
+def add_tokens(input_path, output_path, tokens, tokens_file, init, force):
+    """Add tokens to a model's vocabulary: new ids V, V+1, ... with new rows of token_embedding and
+    columns of head_map_*.
+
+    \b
+    Every other tensor, the old rows and columns and their optimizer moments are kept bitwise; the
+    new rows' moments start at zero and the step is kept. Text without the new tokens encodes to the
+    same ids as before. The logs record AddTokens.
+    """
+    if bool(tokens) == bool(tokens_file):
+        raise UserError("give the tokens with --token (repeatable) or with --tokens-file, not both or neither")
+    check_output_path(output_path, "--output", force or same_file(input_path, output_path),
+                      inputs=[("the --tokens-file", tokens_file)])
+    tokens = list(tokens) if tokens else _read_tokens_file(tokens_file)
+    lock_model_file(output_path, "add-tokens")  # the input too, when it is the same file
+    ckpt = open_checkpoint(input_path)
+    from dataclasses import replace
+
+    V = ckpt.hp.vocab_size
+    check_new_model_memory(replace(ckpt.hp, vocab_size=V + len(tokens)))
+    from femtogpt.growth.tokens import add_tokens as do_add
+    from femtogpt.text.printable import quoted
+    from femtogpt.text.tokenizer import TokenizerError
+
+    try:
+        grown, report = do_add(ckpt, tokens, init=init)
+    except (ValueError, TokenizerError) as exc:
+        raise UserError(str(exc)) from None
+    save_checkpoint(grown, output_path)
+    click.echo(f"Added {len(tokens)} token{'s' if len(tokens) > 1 else ''} to {input_path} "
+               f"(vocab {V} -> {grown.hp.vocab_size}, {grown.hp.num_params():,} parameters) in {output_path}")
+    for i, (t, pieces) in enumerate(zip(report.tokens, report.pieces)):
+        how = f"the mean of its {len(pieces)} pieces {pieces}" if init == "mean-of-pieces" else "the mean of all rows"
+        click.echo(f"  id {report.first_id + i}: {quoted(t)} (was {len(pieces)} tokens; new row: {how})")
+    click.echo({"kept": f"Optimizer: kept (step {grown.step}; the new tokens' moments start at zero)",
+                "none": "Optimizer: none stored"}[report.optimizer])
+
+
+@click.command(name="replace-reserved")
+@click.option("--input", "input_path", default="model.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Model with reserved tokens (init --reserve-tokens).")
+@click.option("--output", "output_path", default="replaced.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write it (may be --input).")
+@click.option("--id", "token_id", type=click.IntRange(0, MAX_VOCAB), required=True,
+              help="The id of the reserved token to replace.")
+@click.option("--token", required=True, help="Its new string.")
+@click.option("--special", is_flag=True,
+              help="Never match it in text (it enters by id only, like <|endoftext|>); default: matched in text.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --output other than --input.")
+def replace_reserved(input_path, output_path, token_id, token, special, force):
+    """Turn a reserved token into a real one, keeping its id: no tensor changes (the fork's easy
+    approach to a new token). The logs record ReplaceReserved."""
+    check_output_path(output_path, "--output", force or same_file(input_path, output_path))
+    lock_model_file(output_path, "replace-reserved")
+    ckpt = open_checkpoint(input_path)
+    from femtogpt.growth.tokens import replace_reserved as do_replace
+    from femtogpt.text.printable import quoted
+    from femtogpt.text.tokenizer import TokenizerError
+
+    try:
+        new = do_replace(ckpt, token_id, token, special=special)
+    except (ValueError, TokenizerError) as exc:
+        raise UserError(str(exc)) from None
+    save_checkpoint(new, output_path)
+    click.echo(f"Replaced reserved token {token_id} ({quoted(new.logs[-1]['reserved'])}) of {input_path} with "
+               f"{quoted(token)}{' (special: never matched in text)' if special else ''} in {output_path}; "
+               f"no tensor changed ({len(new.tokenizer.reserved)} reserved left)")
+
+
+COMMANDS = [init_with, insert_layer, insert_head, add_tokens, replace_reserved, compare]

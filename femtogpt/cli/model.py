@@ -14,10 +14,11 @@ import click
 
 from femtogpt.cli.common import (UserError, build_tokenizer_from_flags, check_model_memory,
                                  check_new_model_memory, check_output_path, load_dataset_tokens, model_option,
-                                 open_checkpoint, save_checkpoint, tokenizer_options, use_engine)
-from femtogpt.cli.flags import (MAX_GENERATED, MAX_STEPS, MAX_UNITS, POS_ENCODINGS, SCHEDULES, SEED, THREADS,
-                                FiniteFloat)
-from femtogpt.cli.common import lock_model_file
+                                 open_checkpoint, save_checkpoint, tokenizer_options, training_settings_options,
+                                 use_engine)
+from femtogpt.cli.flags import MAX_GENERATED, MAX_STEPS, POS_ENCODINGS, SEED, THREADS, FiniteFloat
+from femtogpt.cli.common import lock_model_file, same_file
+from femtogpt.cli.flags import HiddenAliases
 from femtogpt.cli.interrupts import interruptible
 
 
@@ -31,6 +32,9 @@ def make_hyperparameters(vocab_size, num_tokens, embedding_degree, num_layers, n
     if embedding_degree % num_heads:
         raise UserError(f"--embedding-degree ({embedding_degree}) must be divisible by "
                         f"--num-heads ({num_heads})")
+    if pos_enc == "rotary" and (embedding_degree // num_heads) % 2:
+        raise UserError(f"--positional-encoding rotary needs an even head size (--embedding-degree / "
+                        f"--num-heads), got {embedding_degree} / {num_heads} = {embedding_degree // num_heads}")
     return Hyperparameters(vocab_size=vocab_size, num_tokens=num_tokens,
                            embedding_degree=embedding_degree, num_layers=num_layers,
                            num_heads=num_heads, pos_enc=pos_enc).validate()
@@ -40,7 +44,9 @@ def make_hyperparameters(vocab_size, num_tokens, embedding_degree, num_layers, n
 @model_option(help="Model file to create.")
 @tokenizer_options
 @click.option("--positional-encoding", "pos_enc", type=POS_ENCODINGS, default="absolute",
-              help="Fixed sinusoidal table added to the embeddings (absolute), or none.")
+              help="absolute: the reference's fixed sinusoidal table added to the embeddings; learned: a "
+                   "trained table (T x E parameters) added instead; rotary: RoPE on each head's queries "
+                   "and keys (even head size); none.")
 @click.option("--num-tokens", type=click.IntRange(min=1), default=80,
               help="Context length T. Sizes are checked against this machine's memory before anything "
                    "is built.")
@@ -147,34 +153,7 @@ def _read_config(ctx, param, path):
 @click.option("--dataset", default="dataset.txt", show_default=True, type=click.Path(),
               help="A text file, or a directory of text files.")
 @click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=100_000, help="Steps in this invocation.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32,
-              help="Windows of T+1 tokens per step (checked against this machine's memory first).")
-@click.option("--units", type=click.IntRange(1, MAX_UNITS), default=2, show_default=True,
-              help="Work units each batch is cut into; the threads (and MPI processes) take them as they "
-                   "free up. Like --batch-size it is part of the result, --threads never is. More units: "
-                   "work for more cores and less memory, one more pass over the gradients per unit.")
-@click.option("--dropout", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.0,
-              help="Dropout on attention probabilities and after each attention projection.")
-@click.option("--lr", type=FiniteFloat(0.0, 10.0), default=1e-3, help="Peak learning rate.")
-@click.option("--min-lr", type=FiniteFloat(0.0, 10.0), default=1e-5, help="Learning-rate floor (at most --lr).")
-@click.option("--warmup", type=click.IntRange(0, MAX_STEPS), default=100, help="Linear warm-up steps from 0.")
-@click.option("--decay-steps", type=click.IntRange(1, MAX_STEPS), default=50_000,
-              help="Decay steps after warm-up, from --lr down to --min-lr.")
-@click.option("--schedule", type=SCHEDULES, default="linear", show_default=True,
-              help="Learning-rate decay after warm-up (linear: the reference's).")
-@click.option("--weight-decay", type=FiniteFloat(0.0, 10.0), default=0.01, show_default=True,
-              help="AdamW's decoupled weight decay, on every parameter as in the reference.")
-@click.option("--beta1", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.9, show_default=True,
-              help="AdamW's first-moment decay.")
-@click.option("--beta2", type=FiniteFloat(0.0, 1.0, max_open=True), default=0.999, show_default=True,
-              help="AdamW's second-moment decay.")
-@click.option("--eps", type=FiniteFloat(0.0, 1.0, min_open=True), default=1e-8, show_default=True,
-              help="AdamW's epsilon, added to the root of the second moment.")
-@click.option("--grad-clip", type=FiniteFloat(0.0, 1e6), default=0.0, show_default=True,
-              help="Scale the gradient down to this global L2 norm when it is above it (0: off).")
-@click.option("--grad-accum", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="Micro-batches of --batch-size windows per step (the same as N times the batch in N "
-                   "times the units; memory stays one unit's per thread).")
+@training_settings_options  # --batch-size ... --grad-accum (cli/common.py; grow takes them too)
 @click.option("--seed", type=SEED, default=None,
               help="Seed for batches and dropout (negative seeds are refused) [default: the file's seed].")
 @click.option("--save-every", type=click.IntRange(0, MAX_STEPS), default=100,
@@ -384,17 +363,24 @@ def _read_model_bytes(path):
 
 
 @click.command(name="reset-optimizer")
-@model_option()
-def reset_optimizer(model_path):
+@click.option("--input", "--model", "input_path", cls=HiddenAliases, default="model.dat", show_default=True,
+              type=click.Path(dir_okay=False), help="Model whose optimizer state to drop.")
+@click.option("--output", "output_path", default=None, type=click.Path(dir_okay=False),
+              help="Where to write it [default: --input, in place].")
+@click.option("--force", is_flag=True, help="Overwrite an existing --output other than --input.")
+def reset_optimizer(input_path, output_path, force):
     """Drop the optimizer state (moments and step); the next train restarts warm-up."""
-    lock_model_file(model_path, "reset-optimizer")
-    ckpt = open_checkpoint(model_path)
+    output_path = input_path if output_path is None else output_path
+    check_output_path(output_path, "--output", force or same_file(input_path, output_path))
+    lock_model_file(output_path, "reset-optimizer")  # the input too, when it is the same file
+    ckpt = open_checkpoint(input_path)
     had = ckpt.optimizer is not None
     ckpt.reset_optimizer()
-    save_checkpoint(ckpt, model_path)
-    size = Path(model_path).stat().st_size
-    click.echo(f"Reset the optimizer of {model_path}" + ("" if had else " (it had none)") +
-               f"; the file is now {size:,} bytes.")
+    save_checkpoint(ckpt, output_path)
+    size = Path(output_path).stat().st_size
+    into = "" if same_file(input_path, output_path) else f" into {output_path}"
+    click.echo(f"Reset the optimizer of {input_path}" + ("" if had else " (it had none)") +
+               f"{into}; the file is now {size:,} bytes.")
 
 
 COMMANDS = [init, train, reset_optimizer]

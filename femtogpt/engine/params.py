@@ -1,7 +1,8 @@
 """All parameters of a model in one flat buffer, with the reference's tensor names as views.
 
-Internally each layer keeps one fused query/key/value matrix `qkv_{l}` (E, 3E): columns [0, E) are
-the queries, [E, 2E) the keys, [2E, 3E) the values, head h at h*hs..(h+1)*hs in each block. The
+Internally each layer keeps one fused query/key/value matrix `qkv_{l}` (E, 3D), D = H*hs the attention
+width (E unless a head was inserted, config.Hyperparameters): columns [0, D) are the queries, [D, 2D)
+the keys, [2D, 3D) the values, head h at h*hs..(h+1)*hs in each block; proj_{l}_weights is (D, E). The
 reference's per-head tensors `head_{l}_{h}_q/k/v` (E, hs) are column views of it, so files, gradchecks
 and comparisons all speak the reference's names while the engine runs one GEMM per layer. The flat
 layout lets AdamW update everything in one kernel and makes zeroing the gradients one memset.
@@ -17,13 +18,15 @@ INIT_STD = 0.02  # the reference: N(0, 0.02) for weights, embeddings and LayerNo
 
 def internal_layout(hp):
     """[(name, shape)] of the engine's tensors, in buffer order."""
-    V, E, L = hp.vocab_size, hp.embedding_degree, hp.num_layers
+    V, E, L, D = hp.vocab_size, hp.embedding_degree, hp.num_layers, hp.attention_width
     layout = [("token_embedding", (V, E))]
+    if hp.pos_enc == "learned":
+        layout.append(("pos_embedding", (hp.num_tokens, E)))  # a row per position, added to the embedding
     for l in range(L):
         layout += [
             (f"norm_{l}_coeff", (E,)), (f"norm_{l}_bias", (E,)),
-            (f"qkv_{l}", (E, 3 * E)),
-            (f"proj_{l}_weights", (E, E)), (f"proj_{l}_bias", (E,)),
+            (f"qkv_{l}", (E, 3 * D)),
+            (f"proj_{l}_weights", (D, E)), (f"proj_{l}_bias", (E,)),
             (f"atten_norm_{l}_coeff", (E,)), (f"atten_norm_{l}_bias", (E,)),
             (f"feedforward1_{l}_weights", (E, 4 * E)), (f"feedforward1_{l}_bias", (4 * E,)),
             (f"feedforward2_{l}_weights", (4 * E, E)), (f"feedforward2_{l}_bias", (E,)),
@@ -35,7 +38,7 @@ def internal_layout(hp):
 
 def reference_names(hp):
     """The reference's tensor names, in a fixed order (the order of init draws and of files)."""
-    names = ["token_embedding"]
+    names = ["token_embedding"] + (["pos_embedding"] if hp.pos_enc == "learned" else [])
     for l in range(hp.num_layers):
         names += [f"norm_{l}_coeff", f"norm_{l}_bias"]
         for h in range(hp.num_heads):
@@ -48,12 +51,12 @@ def reference_names(hp):
 
 def reference_views(hp, tensors):
     """{reference name: view} over a dict of internal arrays (parameters, grads or moments)."""
-    E, hs = hp.embedding_degree, hp.head_size
+    D, hs = hp.attention_width, hp.head_size
     views = {}
     for name in reference_names(hp):
         if name.startswith("head_") and name[-2] == "_" and name[-1] in "kqv":
             _, l, h, part = name.split("_")
-            col = "qkv".index(part) * E + int(h) * hs
+            col = "qkv".index(part) * D + int(h) * hs
             views[name] = tensors[f"qkv_{l}"][:, col:col + hs]
         else:
             views[name] = tensors[name]
@@ -122,10 +125,13 @@ class Parameters:
     def named_grads(self):
         return reference_views(self.hp, self.grads.views)
 
-    def init_reference(self, seed):
+    def init_reference(self, seed, names=None):
         """The reference init, each tensor drawn from its own stream keyed by (seed, name), so a
-        tensor's initial value does not depend on how many other tensors the model has."""
+        tensor's initial value does not depend on how many other tensors the model has. names: only
+        these tensors (default: all)."""
         for name, view in self.named().items():
+            if names is not None and name not in names:
+                continue
             if is_bias(name):
                 view[...] = 0.0
             else:

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from femtogpt.growth.surgery import layer_of, rename_layer, shared_token_pairs
-from femtogpt.io.logs import (EVAL, INIT_WITH, INSERT_LAYER, RESET_OPTIMIZER, TRACK, TRAIN_SESSION, TRAIN_STEP,
-                              expanded)
+from femtogpt.io.logs import (EVAL, INIT_WITH, INSERT_HEAD, INSERT_LAYER, RESET_OPTIMIZER, TRACK, TRAIN_SESSION,
+                              TRAIN_STEP, expanded)
 from femtogpt.text.printable import printable
 
 TRAINING_KINDS = (TRAIN_SESSION, TRAIN_STEP, EVAL, TRACK)  # everything else after a divergence is an "event"
@@ -66,6 +66,8 @@ def describe_event(log):
     if kind == INSERT_LAYER:
         init = log.get("init")
         return f"insert-layer at {log.get('index')}" + (f" ({printable(init, 40)})" if init else "")
+    if kind == INSERT_HEAD:
+        return f"insert-head (head {printable(log.get('head'), 20)} in every layer)"
     if kind == RESET_OPTIMIZER:
         return "reset-optimizer"
     if kind == INIT_WITH:
@@ -198,6 +200,8 @@ def compare_models(mf_a, mf_b, tok_a=None, tok_b=None, reverse=False, align_laye
                           mf_a.hp.num_heads, mf_b.hp.num_heads)
     if E_a != E_b or H_a != H_b:
         notes.append("token embeddings not compared: the embedding sizes or head counts differ")
+    elif mf_a.hp.attention_width != E_a or mf_b.hp.attention_width != E_b:
+        notes.append("token embeddings not compared per head: num_heads * head_size is not embedding_degree")
     else:
         if mf_a.tokenizer == mf_b.tokenizer and mf_a.hp.vocab_size == mf_b.hp.vocab_size:
             pairs = [(i, i) for i in range(mf_a.hp.vocab_size)]

@@ -61,8 +61,10 @@ def layer_names(hp, l):
 
 @dataclass
 class InitWithReport:
-    copied: list            # tensor names copied from the parent (bitwise)
-    fresh: list             # tensor names with a fresh init (the vocabulary-dependent ones)
+    copied: list            # tensor names copied from the parent (bitwise); a learned pos_embedding
+    #                         whose T changed appears as "pos_embedding rows 0..k-1 (...)"
+    fresh: list             # tensor names with a fresh init (the vocabulary-dependent ones; and
+    #                         "pos_embedding rows k..T-1 (...)" when the child's T is longer)
     copied_params: int
     fresh_params: int
     shared_tokens: int | None = None   # tokens whose rows were carried over (None: not asked)
@@ -86,8 +88,10 @@ def shared_token_pairs(parent_tok, child_tok):
 def init_with(parent, tokenizer, num_tokens=None, seed=None, keep_shared_tokens=False, parent_path=None):
     """(child Checkpoint, InitWithReport): a fresh model for `tokenizer` whose body (every tensor but
     token_embedding and head_map_*) is the parent's, bitwise. E, L, H and the positional encoding are
-    the parent's; T is `num_tokens` or the parent's (no tensor depends on T). The child's logs are the
-    parent's followed by one InitWith entry, so the lineage survives; its optimizer is fresh.
+    the parent's; T is `num_tokens` or the parent's (only a learned pos_embedding depends on T: its
+    first min(T_parent, T) rows are the parent's, any further rows the child's own fresh N(0, 0.02)
+    draw). The child's logs are the parent's followed by one InitWith entry, so the lineage survives;
+    its optimizer is fresh.
     keep_shared_tokens: tokens both vocabularies share also get the parent's token_embedding row,
     head_map_weights column and head_map_bias entry."""
     hp = replace(parent.hp, vocab_size=tokenizer.vocab_size,
@@ -95,9 +99,17 @@ def init_with(parent, tokenizer, num_tokens=None, seed=None, keep_shared_tokens=
     child = create(hp, tokenizer, seed)
     seed = child.seed
     src, dst = parent.model.params.named(), child.model.params.named()
-    copied = [n for n in reference_names(hp) if n not in VOCAB_TENSORS]
+    copied = [n for n in reference_names(hp) if n not in VOCAB_TENSORS and n != "pos_embedding"]
     for name in copied:
         dst[name][...] = src[name]
+    copied_params, fresh = sum(dst[n].size for n in copied), list(VOCAB_TENSORS)
+    fresh_params = sum(dst[n].size for n in VOCAB_TENSORS)
+    if hp.pos_enc == "learned":
+        copied_rows, pos_notes = _copy_position_rows(src["pos_embedding"], dst["pos_embedding"])
+        copied += pos_notes[:1]
+        fresh += pos_notes[1:]
+        copied_params += dst["pos_embedding"][:copied_rows].size
+        fresh_params += dst["pos_embedding"][copied_rows:].size
     shared = None
     if keep_shared_tokens:
         pairs = shared_token_pairs(parent.tokenizer, tokenizer)
@@ -107,17 +119,30 @@ def init_with(parent, tokenizer, num_tokens=None, seed=None, keep_shared_tokens=
             dst["token_embedding"][ci] = src["token_embedding"][pi]          # (n, E) rows
             dst["head_map_weights"][:, ci] = src["head_map_weights"][:, pi]  # (E, n) columns
             dst["head_map_bias"][ci] = src["head_map_bias"][pi]
-    report = InitWithReport(copied=copied, fresh=list(VOCAB_TENSORS),
-                            copied_params=sum(dst[n].size for n in copied),
-                            fresh_params=sum(dst[n].size for n in VOCAB_TENSORS), shared_tokens=shared)
+    report = InitWithReport(copied=copied, fresh=fresh, copied_params=copied_params, fresh_params=fresh_params,
+                            shared_tokens=shared)
     fields = dict(parent=None if parent_path is None else str(parent_path),
                   parent_last_log_id=last_log_id(parent.logs),
                   hyperparameters=hp.to_dict(), seed=seed, tokenizer=tokenizer.summary(),
-                  copied=len(copied), fresh=list(VOCAB_TENSORS))
+                  copied=len(copied), fresh=list(fresh))
     if shared is not None:
         fields["shared_tokens"] = shared
     child.logs = list(parent.logs) + [new_log(INIT_WITH, **fields)]  # replaces the child's own Init
     return child, report
+
+
+def _copy_position_rows(src, dst):
+    """Copy the first min(T_parent, T_child) rows of a learned pos_embedding; (rows copied, [what was
+    copied, what is fresh (only when the child is longer)]) in words for the report."""
+    T_old, T_new = src.shape[0], dst.shape[0]
+    k = min(T_old, T_new)
+    dst[:k] = src[:k]
+    if T_old == T_new:
+        return k, ["pos_embedding"]
+    notes = [f"pos_embedding rows 0..{k - 1} (the parent's context is {T_old}, the child's {T_new})"]
+    if T_new > T_old:
+        notes.append(f"pos_embedding rows {k}..{T_new - 1} (drawn N(0, 0.02))")
+    return k, notes
 
 
 # ------------------------------------------------------------------------------------ insert-layer

@@ -106,7 +106,7 @@ def build_bytes(hp, optimizer=True):
     TE = hp.num_tokens * hp.embedding_degree
     table = 5 * TE * 4 if hp.pos_enc == "absolute" else 0
     return (model_bytes(hp, optimizer=optimizer) + model_bytes(hp, optimizer=False) + table
-            + 2 * hp.num_layers * TE * 4)
+            + 2 * hp.num_layers * hp.num_tokens * hp.attention_width * 4)
 
 
 def model_tokenizer(mf):

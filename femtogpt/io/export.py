@@ -1,7 +1,9 @@
 """Plain-tensor exports of a model: safetensors (no dependency: the format is a length, a JSON header
 and the raw bytes) and NumPy .npz. Tensors carry the reference's names (head_{l}_{h}_q/k/v per head,
 as in the model file); the header holds what is needed to use them again: the hyperparameters, the
-tokenizer (Hugging Face JSON) and the optimizer step. No claim of Hugging Face transformers
+tokenizer (Hugging Face JSON) and the optimizer step; a learned position table is the tensor
+`pos_embedding` (T, E), and a rotary model's metadata says how its queries and keys are turned
+("rotary": base and pairing, engine/ops/rotary.py). No claim of Hugging Face transformers
 compatibility: femtoGPT's architecture (per-head q/k/v, residuals from the normed input) has no
 matching transformers class.
 
@@ -23,15 +25,22 @@ FORMATS = ("safetensors", "npz")
 
 def export_metadata(checkpoint):
     """{str: str}: what a reader needs besides the tensors."""
+    from femtogpt.engine.ops.rotary import ROPE_BASE
+
     hp = checkpoint.hp
+    rotary = {"rotary": json.dumps({"base": ROPE_BASE, "pairing": "interleaved",
+                                    "rotated": "columns (2i, 2i+1) of each head of q and k by position * "
+                                               "base^(-2i/head_size)"})} if hp.pos_enc == "rotary" else {}
     return {
         "format": "femtogpt",
         "hyperparameters": json.dumps({
             "vocab_size": hp.vocab_size, "num_tokens": hp.num_tokens, "embedding_degree": hp.embedding_degree,
-            "num_layers": hp.num_layers, "num_heads": hp.num_heads, "pos_enc": hp.pos_enc}),
+            "num_layers": hp.num_layers, "num_heads": hp.num_heads, "head_size": hp.head_size,
+            "pos_enc": hp.pos_enc}),
         "tokenizer": checkpoint.tokenizer.to_json(),
         "tokenizer_meta": json.dumps(checkpoint.tokenizer.meta()),
         "step": str(checkpoint.step),
+        **rotary,
     }
 
 

@@ -4,8 +4,10 @@ Here: `read_fork_model` (file -> `ForkModel`; `parse_fork_model` does the same f
 `ForkFileError`. The layout is reference §6, checked against the fork's own files (they read to their last byte). Every
 length, enum variant, bool and UTF-8 string is checked, and any problem becomes one `ForkFileError` line
 naming the file and the byte offset. Stricter than the fork on purpose: trailing bytes and duplicate map
-keys are errors. Not here: writing fork files, converting to our checkpoint, or checking tensor shapes
-against the hyperparameters (callers do that).
+keys are errors. Every map (tokens, tensors, optimizer moments) keeps the file's order, so
+io/fork_writer.py writes a parsed file back byte for byte. Not here: writing fork files (io/fork_writer.py),
+converting to our checkpoint (io/fork_convert.py), or checking tensor shapes against the hyperparameters
+(callers do that).
 """
 from __future__ import annotations
 

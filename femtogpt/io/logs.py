@@ -24,8 +24,11 @@ EVAL = "Eval"                       # step, val_loss
 TRAIN_STEPS = "TrainSteps"          # first_step, loss (float32 bytes), elapsed_ms (uint16 bytes): a block of steps
 TRACK = "Track"                     # step, values (float32 bytes; names: the TrainSession's track_names)
 SWAP_KQ = "SwapKQ"                  # swap-kq swapped every head's query and key weights
+INSERT_HEAD = "InsertHead"          # head (the new head's index, in every layer), head_size, seed, optimizer
+ADD_TOKENS = "AddTokens"            # tokens (list of strings), first_id (the old V), init
+REPLACE_RESERVED = "ReplaceReserved"  # token_id, token, reserved (the placeholder it replaced), special
 LOG_KINDS = (INIT, TRAIN_SESSION, TRAIN_STEP, INSERT_LAYER, RESET_OPTIMIZER, INIT_WITH, EVAL, TRAIN_STEPS, TRACK,
-             SWAP_KQ)
+             SWAP_KQ, INSERT_HEAD, ADD_TOKENS, REPLACE_RESERVED)
 
 _U64 = 2**64 - 1
 
@@ -75,8 +78,11 @@ FIELDS = {
                     "val_fraction": _number(0.0, 1.0)},
     TRAIN_STEP: {"step": _STEP, "loss": _LOSS, "elapsed_ms": _integer(), "lr": _number(0.0)},
     INSERT_LAYER: {"index": _integer(), "init": _STR, "seed": _SEED, "optimizer": _STR},
+    INSERT_HEAD: {"head": _integer(), "head_size": _integer(1), "seed": _SEED, "optimizer": _STR},
     RESET_OPTIMIZER: {},
     SWAP_KQ: {},
+    ADD_TOKENS: {"tokens": _strings, "first_id": _integer(), "init": _STR},
+    REPLACE_RESERVED: {"token_id": _integer(), "token": _STR, "reserved": _STR, "special": _of(bool, what="true or false")},
     INIT_WITH: {"parent": _STR_OR_NONE, "parent_last_log_id": _STR_OR_NONE, "hyperparameters": _MAP,
                 "seed": _SEED, "tokenizer": _STR, "copied": _integer(), "fresh": _strings,
                 "shared_tokens": _integer()},
@@ -85,7 +91,8 @@ FIELDS = {
     TRAIN_STEPS: {"first_step": _STEP, "loss": _of(bytes, bytearray, what="bytes"),
                   "elapsed_ms": _of(bytes, bytearray, what="bytes")},
 }
-REQUIRED = {TRAIN_STEP: ("step", "loss"), INSERT_LAYER: ("index",), EVAL: ("step", "val_loss"),
+REQUIRED = {TRAIN_STEP: ("step", "loss"), INSERT_LAYER: ("index",), INSERT_HEAD: ("head",),
+            EVAL: ("step", "val_loss"),
             TRACK: ("step", "values"),
             TRAIN_STEPS: ("first_step", "loss", "elapsed_ms")}
 

@@ -42,7 +42,9 @@ class _Defect(ValueError):
 
 def tensor_count(hp):
     """How many tensors hp calls for (Python ints: cheap for any value), without building their names."""
-    return 5 + hp.num_layers * (3 * hp.num_heads + 10)  # 5 globals; per layer 2 norms, H heads of q/k/v, 8 more
+    learned = hp.pos_enc == "learned"  # pos_embedding
+    # 5 globals (6 with pos_embedding); per layer 2 norms, H heads of q/k/v, 8 more
+    return 5 + learned + hp.num_layers * (3 * hp.num_heads + 10)
 
 
 def tensor_shapes(hp):
@@ -121,7 +123,9 @@ def _check_depth(value, where):
 
 
 _TRAIN_STATE = {"seed": (lambda v: type(v) is int and 0 <= v < 2**64, "an integer in 0..2**64-1"),
-                "settings": (lambda v: isinstance(v, dict) and all(type(k) is str for k in v), "a map")}
+                "settings": (lambda v: isinstance(v, dict) and all(type(k) is str for k in v), "a map"),
+                # what an imported fork file held that femtogpt has no place for (io/fork_convert.py)
+                "fork": (lambda v: isinstance(v, dict) and all(type(k) is str for k in v), "a map")}
 
 
 def _check_settings(settings):
@@ -152,14 +156,10 @@ def _decode_hp(d):
             raise _Defect(f"hyperparameter {k} is {_short(d[k])}, expected an integer")
     if type(d["pos_enc"]) is not str:
         raise _Defect(f"hyperparameter pos_enc is {_short(d['pos_enc'])}, expected a string")
-    try:
-        hp = Hyperparameters(**{k: d[k] for k in _HP_KEYS if k != "head_size"}).validate()
+    try:  # head_size is free: num_heads * head_size is the attention width, E unless a head was inserted
+        return Hyperparameters(**{k: d[k] for k in _HP_KEYS}).validate()
     except ValueError as e:
         raise _Defect(f"bad hyperparameters: {e}") from None
-    if d["head_size"] != hp.head_size:
-        raise _Defect(f"hyperparameter head_size is {d['head_size']}, expected {hp.head_size} "
-                      f"(embedding_degree / num_heads)")
-    return hp
 
 
 def _check_logs(logs):

@@ -14,7 +14,7 @@ Both are written against a runner, which supplies the ops and the parameters:
     run.P[name]                                  a parameter by its internal name (engine/params.py)
     run.embed(ids), run.layernorm(x, g, b)       X_0 and N_0
     run.matmul(site, l, x, w)                    x @ w
-    run.attention(l, qkv, drop)                  causal multi-head attention of a (rows, 3C) [Q | K | V]
+    run.attention(l, qkv, drop)                  causal multi-head attention of a (rows, 3D) [Q | K | V], D = H*hs
     run.rows(l, x)                               x's rows that attention returned (see below)
     run.residual_norm(site, l, a, b, bias, g, beta, drop=None)   LN(a + dropout(b + bias))
     run.gelu(l, h, bias)                         gelu(h + bias)
@@ -40,10 +40,10 @@ def network(run, ids, L):
 def block(run, l, n, next_norm):
     """Layer l: N_l (rows, C) -> N_{l+1} = LN(X_{l+1}), with the LayerNorm `next_norm` (a name)."""
     P = run.P
-    qkv = run.matmul("qkv", l, n, P[f"qkv_{l}"])                  # (rows, 3C): [Q | K | V], head h at h*hs
-    o = run.attention(l, qkv, drop=0)                             # (rows, C): softmax(Q K^T / sqrt(hs)) V
+    qkv = run.matmul("qkv", l, n, P[f"qkv_{l}"])                  # (rows, 3D): [Q | K | V], head h at h*hs
+    o = run.attention(l, qkv, drop=0)                             # (rows, D): softmax(Q K^T / sqrt(hs)) V
     n = run.rows(l, n)                                            # the rows o has (all, unless a KV cache)
-    a = run.matmul("proj", l, o, P[f"proj_{l}_weights"])          # (rows, C)
+    a = run.matmul("proj", l, o, P[f"proj_{l}_weights"])          # (rows, C); D = H*hs, C unless grown
     # m = LN(n + attn(n)), attn(n) = dropout(a + proj_b)
     m = run.residual_norm("res_attn", l, n, a, P[f"proj_{l}_bias"],
                           P[f"atten_norm_{l}_coeff"], P[f"atten_norm_{l}_bias"], drop=1)

@@ -8,13 +8,14 @@ the units' gradients and AdamW. Names are `worker{w}.b{b}.{op}.{buffer}`, with `
 for an op of layer l, `{site}` for an output all layers share, and `{site}.set{s}` for gradient set
 s. With one worker the lists are exact (tests/test_buffers.py holds them to what the Functions
 really allocate); with more, which worker runs which unit depends on timing, and they are the bound.
-Sizes, for one unit of N = b*T rows: C channels, V tokens, NH heads, K = ceil(N / 64) row chunks.
+Sizes, for one unit of N = b*T rows: C channels, V tokens, NH heads, D = NH*hs the attention width
+(C unless a head was inserted), K = ceil(N / 64) row chunks.
 """
 import numpy as np
 
 from femtogpt.engine.ops.reduce import num_chunks
 from femtogpt.model.gpt import DEFAULT_UNITS, unit_bounds
-from femtogpt.model.tape import FORWARD_SHARED, GRAD_SETS, LAYER_SITES
+from femtogpt.model.tape import FORWARD_SHARED, GRAD_SETS, ROTARY_SITE, layer_sites
 
 
 def unit_sizes(B, units=DEFAULT_UNITS):
@@ -26,25 +27,28 @@ def unit_sizes(B, units=DEFAULT_UNITS):
 def program_buffers(hp, b, T, dtype=np.float32, dropout=False):
     """[(name, shape, dtype)] of one unit's Functions after a training pass on b sequences of T."""
     C, V, NH, L = hp.embedding_degree, hp.vocab_size, hp.num_heads, hp.num_layers
+    D = hp.attention_width  # Q, K, V and the attention output: NH * hs (C unless a head was inserted)
     N, K, BH = b * T, num_chunks(b * T), b * NH
     rows = lambda width: (N, width)  # noqa: E731
     norm = [("out", rows(C)), ("mean", (N,)), ("rstd", (N,))]
     residual_norm = norm[:1] + [("resid", rows(C))] + norm[1:]
     forward = {  # site: its forward buffers (each layer's own, except FORWARD_SHARED)
-        "qkv": [("out", rows(3 * C))], "attn": [("out", rows(C)), ("P", (BH, T, T))],
+        "qkv": [("out", rows(3 * D))], "attn": [("out", rows(D)), ("P", (BH, T, T))],
         "proj": [("out", rows(C))], "res_attn": residual_norm, "ff1": [("out", rows(4 * C))],
         "gelu": [("out", rows(4 * C))], "ff2": [("out", rows(C))], "res_ffn": residual_norm,
     }
     residual_grads = [("da", rows(C)), ("db", rows(C)), ("pg", (K, C)), ("pb", (K, C)), ("pbias", (K, C))]
     backward = {  # site: its gradient buffers (one per gradient set)
         "qkv": [("dx", rows(C))],
-        "attn": [("dqkv", rows(3 * C)), ("dS", (BH, T, T))] + ([("Pd", (BH, T, T))] if dropout else []),
-        "proj": [("dx", rows(C))], "res_attn": residual_grads, "ff1": [("dx", rows(C))],
+        "attn": [("dqkv", rows(3 * D)), ("dS", (BH, T, T))] + ([("Pd", (BH, T, T))] if dropout else []),
+        "proj": [("dx", rows(D))], "res_attn": residual_grads, "ff1": [("dx", rows(C))],
         "gelu": [("dh", rows(4 * C)), ("part", (K, 4 * C))], "ff2": [("dx", rows(4 * C))],
         "res_ffn": residual_grads,
     }
+    forward[ROTARY_SITE] = forward["qkv"]   # rotary: the turned qkv rows (attention keeps them)
+    backward[ROTARY_SITE] = [("dqkv", forward["qkv"][0][1])]  # their gradient, turned back
     out = [("embed.out", rows(C))] + [(f"ln0.{k}", s) for k, s in norm]
-    for site in LAYER_SITES:
+    for site in layer_sites(hp.pos_enc == "rotary"):
         owners = [site] if site in FORWARD_SHARED else [f"{site}{l}" for l in range(L)]
         out += [(f"{op}.{k}", s) for op in owners for k, s in forward[site]]
         out += [(f"{site}.set{g}.{k}", s) for g in range(min(L, GRAD_SETS)) for k, s in backward[site]]

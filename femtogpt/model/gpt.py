@@ -21,6 +21,7 @@ import numpy as np
 from femtogpt.engine.autograd import Graph
 from femtogpt.engine.ops.dropout import site_key
 from femtogpt.engine.ops.reduce import add_into
+from femtogpt.engine.ops.rotary import rope_tables
 from femtogpt.engine.params import Parameters
 from femtogpt.engine.threads import run_units
 from femtogpt.model.block import network
@@ -70,8 +71,11 @@ def sinusoidal_table(T, E, dtype=np.float32):
 
 
 class GPT:
-    """The model: hyperparameters, parameters (engine/params.py), the position table, and a Program of
-    Function instances (model/tape.py) per batch shape and worker thread, made on first use."""
+    """The model: hyperparameters, parameters (engine/params.py), the position tables, and a Program of
+    Function instances (model/tape.py) per batch shape and worker thread, made on first use.
+    Positions (hp.pos_enc): none; absolute: `pe`, the fixed sinusoidal table, added to the embedding;
+    learned: the parameter pos_embedding (T, E) added instead (`position_table`); rotary: `rope`, the
+    (cos, sin) tables of engine/ops/rotary.py, turning each head's queries and keys before attention."""
 
     def __init__(self, hp, params=None, dtype=np.float32):
         self.hp = hp.validate()
@@ -80,14 +84,21 @@ class GPT:
         E = hp.embedding_degree
         self.pe = (sinusoidal_table(hp.num_tokens, E, self.dtype) if hp.pos_enc == "absolute"
                    else np.zeros((0, E), self.dtype))
+        self.rope = rope_tables(hp.num_tokens, hp.head_size, self.dtype) if hp.pos_enc == "rotary" else None
         self._programs = {}
+
+    def position_table(self, P):
+        """What the embedding adds, given P, the parameters by internal name (leaves or arrays): the
+        learned pos_embedding, else the fixed table `pe` (empty for none and rotary)."""
+        return P["pos_embedding"] if self.hp.pos_enc == "learned" else self.pe
 
     def _program(self, B, T, worker=0):
         prog = self._programs.get((B, T, worker))
         if prog is None:
             if len(self._programs) > 64:  # training, eval batches, a tail window: bound memory
                 self._programs.clear()
-            prog = self._programs[(B, T, worker)] = Program(T, self.hp.num_layers, self.hp.num_heads)
+            prog = self._programs[(B, T, worker)] = Program(T, self.hp.num_layers, self.hp.num_heads,
+                                                            rotary=self.rope is not None)
         return prog
 
     def _check_ids(self, ids):
@@ -105,7 +116,8 @@ class GPT:
         ids = self._check_ids(ids)
         prog = self._program(*ids.shape, worker)
         P = self.params.unit_tensors(grads)
-        n = network(TapeRun(graph, prog, P, self.pe, float(dropout), int(key)), ids, self.hp.num_layers)
+        n = network(TapeRun(graph, prog, P, self.position_table(P), float(dropout), int(key), self.rope), ids,
+                    self.hp.num_layers)
         logits = graph(prog.head, n, P["head_map_weights"])
         targets = np.ascontiguousarray(targets, dtype=np.int64).reshape(-1)
         return graph(prog.ce, logits, P["head_map_bias"], targets, denominator=denominator)
@@ -179,7 +191,8 @@ class GPT:
         """(B, T, V) logits for ids (B, T), no dropout, nothing recorded for backward."""
         ids = self._check_ids(ids)
         B, T = ids.shape
-        run = TapeRun(Graph(record=False), self._program(B, T), self.params.tensors, self.pe)
+        P = self.params.tensors
+        run = TapeRun(Graph(record=False), self._program(B, T), P, self.position_table(P), rope=self.rope)
         return self.head(network(run, ids, self.hp.num_layers).data).reshape(B, T, -1)
 
     def head(self, h):
@@ -193,7 +206,8 @@ class GPT:
         """The hidden states of every layer for ids (B, T) (a model/trace.py Trace), and with
         `attention` the attention probabilities (L, B, NH, T, T); no dropout, nothing recorded."""
         ids = self._check_ids(ids)
-        run = TraceRun(Graph(record=False), self._program(*ids.shape), self.params.tensors, self.pe,
-                       self.hp.num_heads, attention)
+        P = self.params.tensors
+        run = TraceRun(Graph(record=False), self._program(*ids.shape), P, self.position_table(P),
+                       self.hp.num_heads, attention, rope=self.rope)
         network(run, ids, self.hp.num_layers)
         return run.trace()

@@ -14,7 +14,9 @@ then grows one position per token again. Sliding by one (keep = T) re-assigns ev
 changes every cached hidden state (also with pos_enc none: upper layers see the dropped tokens), so
 it would cost a full forward per token; keep = T // 2 costs about one batched position per token,
 amortised, while always giving the model at least T/2 tokens of context. Pass keep=T for the
-reference's exact behaviour (`infer --window slide`).
+reference's exact behaviour (`infer --window slide`). Learned PE adds pos_embedding's rows of the
+window positions; rotary turns the new rows' queries and keys by their window positions before the
+keys go into the cache.
 """
 import numba
 import numpy as np
@@ -22,6 +24,7 @@ import numpy as np
 from femtogpt.engine.ops.gelu import BiasGelu
 from femtogpt.engine.ops.kv_attention import kv_attention_forward
 from femtogpt.engine.ops.layernorm import LayerNorm, ResidualLayerNorm
+from femtogpt.engine.ops.rotary import rotary_forward
 from femtogpt.model.block import network
 
 _PARALLEL_ROWS = 4  # feeds of fewer new rows run the Numba kernels on the calling thread only
@@ -30,9 +33,9 @@ _PARALLEL_ROWS = 4  # feeds of fewer new rows run the Numba kernels on the calli
 class KVCache:
     """Keys and values of every layer for the positions of the current window."""
 
-    def __init__(self, L, T, C, dtype):
-        self.k = np.zeros((L, T, C), dtype)  # (L, T, C): layer l, position t, head h at h*hs
-        self.v = np.zeros((L, T, C), dtype)
+    def __init__(self, L, T, D, dtype):
+        self.k = np.zeros((L, T, D), dtype)  # (L, T, D): layer l, position t, head h at h*hs; D = H*hs
+        self.v = np.zeros((L, T, D), dtype)
         self.length = 0                      # positions 0..length-1 are valid
 
     def clear(self):
@@ -54,7 +57,8 @@ class Generator:
         if not 1 <= self.keep <= self.T:
             raise ValueError(f"keep must be in [1, {self.T}], got {keep}")
         self.w = model.params.values.views  # live views: weights loaded later are picked up
-        self.cache = KVCache(self.L, self.T, self.C, model.dtype)
+        self.D = hp.attention_width  # the width of Q, K, V and the attention output (E unless grown)
+        self.cache = KVCache(self.L, self.T, self.D, model.dtype)
         # forward-only Function instances, one per site and layer: each owns its output buffer
         # (reused while the row count stays the same), so no two live results share one
         self.ln0 = LayerNorm()
@@ -111,8 +115,9 @@ class _CacheRun:
     (`rows`)."""
 
     def __init__(self, gen):
-        self.P, self.pe, self.cache, self.ops, self.ln0 = gen.w, gen.model.pe, gen.cache, gen.ops, gen.ln0
-        self.C, self.NH, self.L = gen.C, gen.NH, gen.L
+        self.P, self.cache, self.ops, self.ln0 = gen.w, gen.cache, gen.ops, gen.ln0
+        self.pe, self.rope = gen.model.position_table(gen.w), gen.model.rope  # live views: see Generator
+        self.D, self.NH, self.L = gen.D, gen.NH, gen.L
 
     def at(self, n, p0):
         self.n, self.p0 = n, p0
@@ -132,12 +137,16 @@ class _CacheRun:
         return x @ w
 
     def attention(self, l, qkv, drop):
-        cache, C, p0, n = self.cache, self.C, self.p0, self.n
-        cache.k[l, p0:p0 + n] = qkv[:, C:2 * C]
-        cache.v[l, p0:p0 + n] = qkv[:, 2 * C:]
+        cache, D, p0, n = self.cache, self.D, self.p0, self.n
+        if self.rope is not None:  # rotary: the new rows' Q and K turned by their window positions
+            turned = np.empty_like(qkv)
+            rotary_forward(turned, qkv, *self.rope, n, p0)
+            qkv = turned
+        cache.k[l, p0:p0 + n] = qkv[:, D:2 * D]
+        cache.v[l, p0:p0 + n] = qkv[:, 2 * D:]
         if l == self.newest_only:
             qkv, p0, n = qkv[-1:], p0 + n - 1, 1
-        out = np.empty((n, C), qkv.dtype)
+        out = np.empty((n, D), qkv.dtype)
         kv_attention_forward(out, qkv, cache.k[l], cache.v[l], p0, self.NH)
         return out
 

@@ -13,7 +13,8 @@ from femtogpt.model.tape import TapeRun
 class Trace:
     """One forward of ids (B, T), no dropout; arrays per layer, stacked. X_l is the residual stream
     entering layer l (X_L leaves the last one) and N_l = LN(X_l) what layer l reads.
-    resid   (L + 1, B, T, C)   X_0 (token embedding + position table), ..., X_L; X_{l+1} = mid + ffn
+    resid   (L + 1, B, T, C)   X_0 (token embedding + position table, fixed or learned), ..., X_L;
+                               X_{l+1} = mid + ffn (rotary turns q and k inside attention: not here)
     normed  (L + 1, B, T, C)   N_0, ..., N_L; N_L = LN_head(X_L): GPT.head(normed[L]) are the logits
     attn    (L, B, T, C)       the attention half's output: o @ proj_w + proj_b
     mid     (L, B, T, C)       M_l = LN(N_l + attn_l)
@@ -32,8 +33,8 @@ class Trace:
 class TraceRun(TapeRun):
     """A forward-only tape runner that keeps a copy of each hidden state as it is produced."""
 
-    def __init__(self, graph, prog, P, pe, NH, attention=False):
-        super().__init__(graph, prog, P, pe)
+    def __init__(self, graph, prog, P, pe, NH, attention=False, rope=None):
+        super().__init__(graph, prog, P, pe, rope=rope)
         self.NH, self.attention_wanted = NH, attention
         self.kept = {name: [] for name in ("resid", "normed", "attn", "mid", "ffn", "probs")}
 

@@ -16,8 +16,12 @@ def cluster_tokens(model, tokenizer, top=10, heads=None):
     Tokens whose slice is all zero have no direction and are left out. Any vocabulary size works,
     a vocabulary of 2 tokens included (the fork panicked below 5)."""
     hp = model.hp
+    if hp.attention_width != hp.embedding_degree:
+        raise ValueError(f"cluster-tokens splits the embedding into num_heads slices of head_size columns, which "
+                         f"needs num_heads * head_size = embedding_degree; this model has {hp.num_heads} * "
+                         f"{hp.head_size} != {hp.embedding_degree} (a head was inserted)")
     emb = np.asarray(model.params.values.views["token_embedding"], np.float64)   # (V, E)
-    hs, V = hp.head_size, hp.vocab_size
+    hs = hp.head_size
     out = []
     for h in (range(hp.num_heads) if heads is None else heads):
         x = emb[:, h * hs:(h + 1) * hs]
@@ -71,7 +75,7 @@ def swap_kq(checkpoint):
     moments (the fork swapped the weights only, so a resumed run's moments belonged to the other
     tensor). Internally each layer's fused qkv matrix swaps its first two column blocks. In place;
     twice gives back the original bits."""
-    E = checkpoint.hp.embedding_degree
+    D = checkpoint.hp.attention_width  # qkv_{l} is (E, 3D)
     flats = [checkpoint.model.params.values.views]
     if checkpoint.optimizer is not None:
         from femtogpt.engine.params import FlatBuffers
@@ -81,7 +85,7 @@ def swap_kq(checkpoint):
     for views in flats:
         for l in range(checkpoint.hp.num_layers):
             qkv = views[f"qkv_{l}"]
-            q = qkv[:, :E].copy()
-            qkv[:, :E] = qkv[:, E:2 * E]
-            qkv[:, E:2 * E] = q
+            q = qkv[:, :D].copy()
+            qkv[:, :D] = qkv[:, D:2 * D]
+            qkv[:, D:2 * D] = q
     return checkpoint

@@ -9,7 +9,7 @@ PNG is written atomically (femtogpt/atomic.py).
 from pathlib import Path
 
 from femtogpt.atomic import write_atomically
-from femtogpt.io.logs import EVAL, INSERT_LAYER, TRAIN_STEP, timeline
+from femtogpt.io.logs import EVAL, INSERT_HEAD, INSERT_LAYER, TRAIN_STEP, timeline
 X_AXES = {"step": "steps trained", "time": "training seconds", "tokens": "tokens trained on"}
 
 INSTALL_HINT = "matplotlib is not installed: pip install 'femtogpt[plot]' (or pip install matplotlib)"
@@ -60,6 +60,8 @@ def curves_from_logs(logs, x="step", num_tokens=0):
             vy.append(float(log["val_loss"]))
         elif kind == INSERT_LAYER:
             events.append((at, f"insert@{log.get('index', '?')}"))
+        elif kind == INSERT_HEAD:
+            events.append((at, f"+head{log.get('head', '?')}"))
     return {"train": (tx, ty), "val": (vx, vy), "events": events}
 
 

@@ -1,6 +1,7 @@
 """Causal multi-head self-attention: the four products through batched BLAS, the rest fused.
 
-Input qkv: (B*T, 3C), the rows of one batch element contiguous; columns [0, C) hold the queries,
+Input qkv: (B*T, 3C), C = NH*hs the attention width (the model's E unless insert-head grew it; the op
+reads C and hs from qkv's width), the rows of one batch element contiguous; columns [0, C) hold the queries,
 [C, 2C) the keys and [2C, 3C) the values, head h at columns h*hs..(h+1)*hs of each block (the
 reference's per-head tensors head_{l}_{h}_q/k/v side by side). Output: (B*T, C), head h's result at
 columns h*hs..(h+1)*hs (the reference's concatenation order).
