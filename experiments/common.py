@@ -129,6 +129,12 @@ class Curve:
         return {"train": [round(x, 5) for x in self.train], "val": [[s, round(v, 5)] for s, v in self.val],
                 "events": self.events, "seconds": round(self.seconds, 2)}
 
+    @classmethod
+    def from_json(cls, data):
+        """The Curve `to_json` wrote (losses as rounded there)."""
+        return cls(list(data["train"]), [tuple(v) for v in data["val"]], [tuple(e) for e in data["events"]],
+                   data.get("seconds", 0.0))
+
 
 def eval_loss(session, tokens, max_windows=64):
     return float(evaluate_tokens(session.model, tokens, max_windows=max_windows)[0])
