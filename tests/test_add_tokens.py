@@ -212,6 +212,8 @@ def test_replace_reserved_changes_no_tensor(base):
             replace_reserved(base, *args)
     with pytest.raises(VocabularyError, match="no reserved tokens"):
         replace_reserved(create(replace(base.hp, vocab_size=101), build_tokenizer("ascii"), seed=1), 100, "xy")
+    with pytest.raises(VocabularyError, match=r"the reserved ids are 101$"):  # one left: no range 101..101
+        replace_reserved(replace_reserved(base, 102, "zz"), 102, "yy")
 
 
 # ------------------------------------------------------------------------------------ CLI

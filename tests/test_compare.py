@@ -93,6 +93,16 @@ def test_lineage_names_events_after_the_shared_history():
                        "reset-optimizer."
 
 
+def test_vocabulary_events_are_named_by_their_commands():
+    parent = logs("Init", "TrainSession", "TrainStep")
+    grown = parent + [new_log("AddTokens", tokens=["ab", "cd"], first_id=101, init="mean"),
+                      new_log("ReplaceReserved", token_id=103, token="x", reserved="<|reserved_000|>",
+                              special=False)]
+    lines = lineage_sentences(lineage(parent, grown), "p", "g")
+    assert lines[2] == "After the shared history, g also went through: add-tokens (2 tokens), " \
+                       "replace-reserved (id 103)."
+
+
 def test_cosine_handles_zero_tensors():
     assert cosine(np.ones(3), 2 * np.ones(3)) == (1.0, None)
     assert cosine(np.array([1.0, 0]), np.array([0.0, 1])) == (0.0, None)

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from femtogpt.growth.surgery import layer_of, rename_layer, shared_token_pairs
-from femtogpt.io.logs import (EVAL, INIT_WITH, INSERT_HEAD, INSERT_LAYER, RESET_OPTIMIZER, TRACK, TRAIN_SESSION,
-                              TRAIN_STEP, expanded)
+from femtogpt.io.logs import (ADD_TOKENS, EVAL, INIT_WITH, INSERT_HEAD, INSERT_LAYER, REPLACE_RESERVED,
+                              RESET_OPTIMIZER, TRACK, TRAIN_SESSION, TRAIN_STEP, expanded)
 from femtogpt.text.printable import printable
 
 TRAINING_KINDS = (TRAIN_SESSION, TRAIN_STEP, EVAL, TRACK)  # everything else after a divergence is an "event"
@@ -70,6 +70,12 @@ def describe_event(log):
         return f"insert-head (head {printable(log.get('head'), 20)} in every layer)"
     if kind == RESET_OPTIMIZER:
         return "reset-optimizer"
+    if kind == ADD_TOKENS:
+        tokens = log.get("tokens")
+        count = len(tokens) if isinstance(tokens, list) else None
+        return "add-tokens" + (f" ({count} token{'s' if count != 1 else ''})" if count is not None else "")
+    if kind == REPLACE_RESERVED:
+        return f"replace-reserved (id {printable(log.get('token_id'), 20)})"
     if kind == INIT_WITH:
         hp = log.get("hyperparameters")
         vocab = hp.get("vocab_size") if isinstance(hp, dict) else None

@@ -34,9 +34,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from femtogpt.engine.params import Parameters, named_views, reference_names
-from femtogpt.io.checkpoint import assemble
-from femtogpt.io.logs import INSERT_HEAD, RESET_OPTIMIZER, new_log
+from femtogpt.engine.params import Parameters, reference_names
+from femtogpt.growth.surgery import grown_checkpoint
+from femtogpt.io.logs import INSERT_HEAD, new_log
 
 
 def head_names(hp, h):
@@ -80,19 +80,7 @@ def insert_head(checkpoint, seed=None, reset_optimizer=False):
     for name in reference_names(old_hp):
         dst[name][...] = src[name]
 
-    logs = list(checkpoint.logs)
-    old_opt = checkpoint.optimizer
-    if old_opt is None:
-        optimizer, how = None, "none"
-    elif reset_optimizer:
-        optimizer, how = None, "reset"
-    else:  # old moments kept, the new slices (head H's q/k/v, its proj rows) start at zero
-        optimizer, how = {"step": old_opt.step}, "kept"
-        for key in ("m", "v"):
-            optimizer[key] = _grow_proj(hp, named_views(old_hp, getattr(old_opt, key)), old_D)
-    logs.append(new_log(INSERT_HEAD, head=H, head_size=hs, seed=seed, optimizer=how))
-    if reset_optimizer:
-        logs.append(new_log(RESET_OPTIMIZER))
-    grown = assemble(hp, params, checkpoint.tokenizer, logs, checkpoint.train_state, optimizer,
-                     old_opt.config if old_opt is not None else None)
+    grown, how = grown_checkpoint(  # old moments kept, the new slices (head H's q/k/v, its proj rows) zero
+        checkpoint, hp, params, lambda moments: _grow_proj(hp, moments, old_D),
+        lambda how: new_log(INSERT_HEAD, head=H, head_size=hs, seed=seed, optimizer=how), reset_optimizer)
     return grown, InsertHeadReport(head=H, head_size=hs, seed=seed, new=new, optimizer=how, step=grown.step)

@@ -145,6 +145,26 @@ def _copy_position_rows(src, dst):
     return k, notes
 
 
+# ------------------------------------------------------------------------------------ grown models
+
+def grown_checkpoint(checkpoint, hp, params, carry_moments, log, reset_optimizer=False, tokenizer=None):
+    """(new Checkpoint, how) after a surgery that grew `checkpoint` into `hp` with `params` (insert-layer,
+    insert-head, add-tokens). The optimizer: "kept" (its step, and its moments carried over by
+    carry_moments({reference name: old moment}) -> {reference name: new moment}), "reset" (dropped:
+    reset_optimizer; a ResetOptimizer log follows the surgery's), or "none" (there was none).
+    log(how) -> the surgery's log entry; tokenizer: the new one (default: the old)."""
+    old_opt = checkpoint.optimizer
+    optimizer, how = None, "none" if old_opt is None else "reset" if reset_optimizer else "kept"
+    if how == "kept":
+        optimizer = {"step": old_opt.step}
+        for key in ("m", "v"):
+            optimizer[key] = carry_moments(named_views(checkpoint.hp, getattr(old_opt, key)))
+    logs = list(checkpoint.logs) + [log(how)] + ([new_log(RESET_OPTIMIZER)] if reset_optimizer else [])
+    grown = assemble(hp, params, checkpoint.tokenizer if tokenizer is None else tokenizer, logs,
+                     checkpoint.train_state, optimizer, old_opt.config if old_opt is not None else None)
+    return grown, how
+
+
 # ------------------------------------------------------------------------------------ insert-layer
 
 def insert_moves(hp, index):
@@ -202,22 +222,9 @@ def insert_layer(checkpoint, index, init="near-identity", seed=None, reset_optim
     for old, new in moves.items():
         dst[new][...] = src[old]
 
-    logs = list(checkpoint.logs)
-    old_opt = checkpoint.optimizer
-    if old_opt is None:
-        optimizer, how = None, "none"
-    elif reset_optimizer:
-        optimizer, how = None, "reset"
-    else:  # the moments move with their tensors, the new layer's start at zero
-        optimizer, how = {"step": old_opt.step}, "kept"
-        for key in ("m", "v"):
-            src = named_views(old_hp, getattr(old_opt, key))
-            optimizer[key] = {new: src[old] for old, new in moves.items()}
-    logs.append(new_log(INSERT_LAYER, index=index, init=init, seed=seed, optimizer=how))
-    if reset_optimizer:
-        logs.append(new_log(RESET_OPTIMIZER))
-    grown = assemble(hp, params, checkpoint.tokenizer, logs, checkpoint.train_state, optimizer,
-                     old_opt.config if old_opt is not None else None)
+    grown, how = grown_checkpoint(  # the moments move with their tensors, the new layer's start at zero
+        checkpoint, hp, params, lambda moments: {new: moments[old] for old, new in moves.items()},
+        lambda how: new_log(INSERT_LAYER, index=index, init=init, seed=seed, optimizer=how), reset_optimizer)
     report = InsertLayerReport(index=index, init=init, seed=seed,
                                moved={o: n for o, n in moves.items() if o != n},
                                new=layer_names(hp, index), optimizer=how,

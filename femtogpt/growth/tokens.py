@@ -17,14 +17,13 @@ head product gives for an old column can still move by a rounding step, because 
 kernels by the width of the whole matrix (tests/test_add_tokens.py measures both).
 Not here: the commands (cli/growth.py), the tokenizer itself (text/tokenizer.py).
 """
-import json
 from dataclasses import dataclass, replace
 
 import numpy as np
 from tokenizers import AddedToken, Tokenizer
 
-from femtogpt.engine.params import Parameters, named_views
-from femtogpt.io.checkpoint import assemble
+from femtogpt.engine.params import Parameters
+from femtogpt.growth.surgery import grown_checkpoint
 from femtogpt.io.logs import ADD_TOKENS, REPLACE_RESERVED, new_log
 from femtogpt.text.printable import quoted
 from femtogpt.text.rust_calls import rust_errors
@@ -68,7 +67,7 @@ def check_new_token(tok, token, known=None, matched_in_text=True):
     clash = tok.hf.token_to_id(token)   # a byte-level model names byte 0xe9 "é": that name is taken
     if clash is not None:
         raise VocabularyError(f"token {_show(token)} cannot be added: the tokenizer already uses that string as "
-                              f"the name of id {clash} ({_show(tok.token_str(clash))})")
+                              f"the name of id {clash} ({_show(tok.hf.id_to_token(clash))})")
     if matched_in_text and tok.hf.normalizer is not None:
         with rust_errors(f"the tokenizer cannot normalize {_show(token)}"):
             normal = tok.hf.normalizer.normalize_str(token)
@@ -171,18 +170,12 @@ def add_tokens(checkpoint, tokens, init=DEFAULT_INIT):
         else:
             dst[name][...] = view
 
-    old_opt, optimizer = checkpoint.optimizer, None
-    if old_opt is not None:  # old moments kept bitwise, the new tokens' start at zero
-        optimizer = {"step": old_opt.step}
-        for key in ("m", "v"):
-            moments = named_views(old_hp, getattr(old_opt, key))
-            optimizer[key] = {n: _grown(n, m, k) if n == ROWS or n in COLUMNS else m for n, m in moments.items()}
-    logs = list(checkpoint.logs) + [new_log(ADD_TOKENS, tokens=tokens, first_id=V, init=init)]
-    grown = assemble(hp, params, tok, logs, checkpoint.train_state, optimizer,
-                     old_opt.config if old_opt is not None else None)
+    grown, how = grown_checkpoint(  # old moments kept bitwise, the new tokens' start at zero
+        checkpoint, hp, params,
+        lambda moments: {n: _grown(n, m, k) if n == ROWS or n in COLUMNS else m for n, m in moments.items()},
+        lambda how: new_log(ADD_TOKENS, tokens=tokens, first_id=V, init=init), tokenizer=tok)
     report = AddTokensReport(tokens=tokens, first_id=V, init=init,
-                             pieces=[old_tok.encode(t).tolist() for t in tokens],
-                             optimizer="kept" if old_opt is not None else "none")
+                             pieces=[old_tok.encode(t).tolist() for t in tokens], optimizer=how)
     return grown, report
 
 
@@ -202,14 +195,8 @@ def replace_reserved(checkpoint, token_id, token, special=False):
         raise VocabularyError(f"id {token_id} is not a reserved token (it {what}); the reserved ids are "
                               f"{_id_ranges(reserved_ids)}")
     check_new_token(tok, token, matched_in_text=not special)
-    was = tok.token_str(token_id)
-    spec = json.loads(tok.to_json())
-    for entry in spec["added_tokens"]:
-        if entry["id"] == token_id:
-            entry.update(content=token, special=bool(special), normalized=not special)
-    with rust_errors("cannot replace the reserved token"):
-        hf = Tokenizer.from_str(json.dumps(spec))
-    new = TextTokenizer(hf, tok.kind, tok.case_insensitive)
+    was = tok.reserved[reserved_ids.index(token_id)]
+    new = tok.replace_reserved(was, token, special)
     if special:
         if new.decode([token_id]) != token:
             raise VocabularyError(f"token {_show(token)}: this tokenizer would decode it as "
@@ -222,4 +209,6 @@ def replace_reserved(checkpoint, token_id, token, special=False):
 
 def _id_ranges(ids):
     ids = sorted(ids)
-    return f"{ids[0]}..{ids[-1]}" if ids == list(range(ids[0], ids[-1] + 1)) else ", ".join(map(str, ids))
+    if len(ids) > 1 and ids == list(range(ids[0], ids[-1] + 1)):
+        return f"{ids[0]}..{ids[-1]}"
+    return ", ".join(map(str, ids))

@@ -213,7 +213,9 @@ class TextTokenizer:
         spec = json.loads(self.to_json())
         for entry in spec["added_tokens"]:
             if entry["content"] == reserved:
-                entry.update(content=new, special=bool(special), normalized=False)
+                # a plain token is matched after normalization, so a case-insensitive model finds it
+                # in "Hello" as in "hello"; a special one only ever enters by id
+                entry.update(content=new, special=bool(special), normalized=not special)
         with rust_errors("cannot replace the reserved token"):
             hf = Tokenizer.from_str(json.dumps(spec))
         return TextTokenizer(hf, self.kind, self.case_insensitive)
