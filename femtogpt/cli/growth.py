@@ -125,10 +125,15 @@ def insert_layer(input_path, output_path, index, init, reset_optimizer, seed, fo
     if L > index:
         moves = ", ".join(f"{l} -> {l + 1}" for l in range(index, L))
         click.echo(f"Moved layers: {moves}")
-    click.echo({"kept": f"Optimizer: kept (step {report.step}; the moved tensors keep their moments, "
-                        f"the new layer's start at zero)",
+    _echo_optimizer(report.optimizer, report.step, "the moved tensors keep their moments, the new layer's "
+                    "start at zero")
+
+
+def _echo_optimizer(how, step, kept):
+    """The last line of a surgery command: what became of the optimizer (`how`: kept, reset, none)."""
+    click.echo({"kept": f"Optimizer: kept (step {step}; {kept})",
                 "reset": "Optimizer: reset (warm-up restarts at lr 0)",
-                "none": "Optimizer: none stored"}[report.optimizer])
+                "none": "Optimizer: none stored"}[how])
 
 
 @click.command(name="insert-head")
@@ -183,10 +188,8 @@ def insert_head(input_path, output_path, all_layers, layer, reset_optimizer, see
     click.echo(f"Inserted head {H} (head size {hs}) into each of the {L} layers of {input_path}: {H} -> {H + 1} "
                f"heads, attention width {D} -> {D + hs} (embedding {hp.embedding_degree}), "
                f"{grown.hp.num_params():,} parameters, in {output_path}")
-    click.echo({"kept": f"Optimizer: kept (step {report.step}; every old tensor and slice keeps its moments, "
-                        f"the new head's start at zero)",
-                "reset": "Optimizer: reset (warm-up restarts at lr 0)",
-                "none": "Optimizer: none stored"}[report.optimizer])
+    _echo_optimizer(report.optimizer, report.step, "every old tensor and slice keeps its moments, the new "
+                    "head's start at zero")
 
 
 def _fmt_cos(entry):
@@ -330,8 +333,7 @@ def add_tokens(input_path, output_path, tokens, tokens_file, init, force):
     for i, (t, pieces) in enumerate(zip(report.tokens, report.pieces)):
         how = f"the mean of its {len(pieces)} pieces {pieces}" if init == "mean-of-pieces" else "the mean of all rows"
         click.echo(f"  id {report.first_id + i}: {quoted(t)} (was {len(pieces)} tokens; new row: {how})")
-    click.echo({"kept": f"Optimizer: kept (step {grown.step}; the new tokens' moments start at zero)",
-                "none": "Optimizer: none stored"}[report.optimizer])
+    _echo_optimizer(report.optimizer, grown.step, "the new tokens' moments start at zero")
 
 
 @click.command(name="replace-reserved")
