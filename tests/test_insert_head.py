@@ -255,6 +255,9 @@ def test_cli_insert_head_in_place_then_train(workdir):
     assert load("model.dat").step == 8
     out = run("info").output
     assert "heads 3 (head size 8)" in out
+    refused = run("cluster-tokens", ok=False)  # the fork's head slices of the embedding need D = E
+    assert refused.exit_code == 1 and "num_heads * head_size = embedding_degree" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and "Traceback" not in refused.output
 
 
 def test_cli_insert_head_refusals_are_one_line(workdir):

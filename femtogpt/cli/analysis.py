@@ -22,14 +22,13 @@ def cluster_tokens(model_path, head, top, as_json):
     H = ckpt.hp.num_heads
     if head is not None and head >= H:
         raise UserError(f"--head {head}: {model_path} has {H} heads (0..{H - 1})")
-    if ckpt.hp.attention_width != ckpt.hp.embedding_degree:
-        raise UserError(f"{model_path}: cluster-tokens needs num_heads * head_size = embedding_degree (the fork's "
-                        f"head slices of the embedding); this model has {H} * {ckpt.hp.head_size} != "
-                        f"{ckpt.hp.embedding_degree}")
     from femtogpt.text.printable import quoted
     from femtogpt.tools.analysis import cluster_tokens as pairs_per_head
 
-    result = pairs_per_head(ckpt.model, ckpt.tokenizer, top, None if head is None else [head])
+    try:
+        result = pairs_per_head(ckpt.model, ckpt.tokenizer, top, None if head is None else [head])
+    except ValueError as exc:  # a model whose heads do not slice the embedding (insert-head)
+        raise UserError(f"{model_path}: {exc}") from None
     if as_json:
         click.echo(json.dumps([{"head": h, "pairs": [{"cosine": c, "ids": [a, b], "tokens": [ta, tb]}
                                                      for c, a, b, ta, tb in pairs]} for h, pairs in result],
