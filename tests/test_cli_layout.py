@@ -8,7 +8,7 @@ import femtogpt.cli
 
 CLI = Path(femtogpt.cli.__file__).parent
 MODULES = sorted(p for p in CLI.glob("*.py") if p.name != "__init__.py")
-HELPERS = ("common", "flags", "interrupts")  # helper modules: no commands; any command module may import them
+HELPERS = ("common", "flags", "interrupts", "processes")  # helper modules: no commands; any command module may import them
 
 
 def imported(node):

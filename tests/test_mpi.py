@@ -169,3 +169,29 @@ def test_every_unit_goes_to_exactly_one_process_and_process_0_always_has_one(siz
         ranges = [Group(Comm(r)).unit_range(units) for r in range(size)]
         assert ranges[0][0] == 0 and ranges[0][1] >= 1 and ranges[-1][1] == units
         assert all(a[1] == b[0] and a[0] <= a[1] for a, b in zip(ranges, ranges[1:]))
+
+
+def test_eval_over_processes_gives_the_bits_of_one(workdir):
+    import json
+
+    run(*TRAIN, "--model", "model.dat", "--steps", 3)
+    # 46 windows of 16 tokens in batches of 5: 10 batches (the last of one window), shared 5 + 5 and 4 + 3 + 3
+    flags = ["eval", "--dataset", "d.txt", "--batch-size", 5, "--max-windows", 46, "--json"]
+    one = json.loads(run(*flags).output)
+    for n in (2, 3):
+        out = mpiexec(n, *flags)
+        assert out.returncode == 0, out.stdout + out.stderr
+        lines = out.stdout.strip().splitlines()
+        assert len(lines) == 1, out.stdout  # one voice: process 0's
+        many = json.loads(lines[0])
+        assert many["loss"] == one["loss"] and many["tokens"] == one["tokens"] and many["processes"] == n
+
+
+def test_eval_processes_that_see_different_datasets_stop_with_one_line(workdir):
+    (workdir / "other.txt").write_text((workdir / "d.txt").read_text()[:-500])
+    out = subprocess.run([MPIEXEC, "-n", "1", *FEMTOGPT, "eval", "--dataset", "d.txt", ":",
+                          "-n", "1", *FEMTOGPT, "eval", "--dataset", "other.txt"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    errors = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("Error: process 1 of 2 sees the dataset other.txt"), errors

@@ -125,6 +125,16 @@ def check_new_model_memory(hp, hint="", default_batch=32):
                    "train it with a smaller --batch-size", err=True)
 
 
+def read_model_bytes_or_fail(path):
+    """A model file's bytes, checksum verified (io/model_file.py), or fail with one line."""
+    from femtogpt.io.model_file import ModelFileError, read_model_bytes
+
+    try:
+        return read_model_bytes(path)
+    except ModelFileError as exc:
+        raise UserError(str(exc)) from None
+
+
 def open_checkpoint(path, data=None):
     """Load a model file as a Checkpoint (from `data`, its bytes, when already read), or fail with one line."""
     from femtogpt.io.checkpoint import load

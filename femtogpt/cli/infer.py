@@ -11,8 +11,9 @@ from pathlib import Path
 import click
 
 from femtogpt.cli.common import (UserError, check_model_memory, load_dataset_tokens, model_option,
-                                 open_checkpoint, use_engine)
+                                 open_checkpoint, read_model_bytes_or_fail, use_engine)
 from femtogpt.cli.flags import MAX_GENERATED, MAX_LIST, SEED, FiniteFloat, TemperatureType
+from femtogpt.cli.processes import check_same_inputs, process_group, quiet_unless_lead, threads_per_process, together
 
 
 @click.command()
@@ -126,35 +127,54 @@ def _shown(text):
               help="Print {\"loss\": ..., \"perplexity\": ..., \"tokens\": ...}.")
 def eval_cmd(model_path, dataset, batch_size, max_windows, as_json):
     """Mean cross-entropy (and perplexity, its exponential) over a dataset, in consecutive windows
-    covering it once. A progress bar shows on a terminal."""
-    if not Path(dataset).exists():
-        raise UserError(f"--dataset {dataset}: no such file or directory")
-    ckpt = open_checkpoint(model_path)
-    use_engine()
+    covering it once. A progress bar shows on a terminal.
+
+    \b
+    Under `mpiexec -n K` the K processes share the batches of windows (each on its share of the
+    cores) and give the bits of one process; process 0 reads the model file and prints."""
+    group = process_group()  # None for one process; several under mpiexec
+    lead = quiet_unless_lead(group)
+    with together(group):
+        if not Path(dataset).exists():
+            raise UserError(f"--dataset {dataset}: no such file or directory")
+        model_bytes = read_model_bytes_or_fail(model_path) if lead else None
+    if group is not None:  # every process builds the model from process 0's bytes of the file
+        model_bytes = group.broadcast(model_bytes)
+    use_engine(threads_per_process(group))
     from femtogpt.train.evaluate import evaluate_tokens
 
-    tokens = load_dataset_tokens(ckpt.tokenizer, dataset, sys.stdout.isatty() and not as_json)
-    if len(tokens) < 2:
-        raise UserError(f"--dataset {dataset}: has {len(tokens)} token(s); need at least 2")
-    windows = -(-(len(tokens) - 1) // ckpt.hp.num_tokens)  # a batch is at most the dataset's windows
-    check_model_memory(ckpt.hp, min(batch_size, windows), f"--batch-size {batch_size}: evaluating "
-                       f"{model_path}", loaded=True, hint="; try a smaller --batch-size")
     live = sys.stdout.isatty() and not as_json
+    with together(group):
+        ckpt = open_checkpoint(model_path, model_bytes)
+        tokens = load_dataset_tokens(ckpt.tokenizer, dataset, live)
+        if len(tokens) < 2:
+            raise UserError(f"--dataset {dataset}: has {len(tokens)} token(s); need at least 2")
+        windows = -(-(len(tokens) - 1) // ckpt.hp.num_tokens)  # a batch is at most the dataset's windows
+        check_model_memory(ckpt.hp, min(batch_size, windows), f"--batch-size {batch_size}: evaluating "
+                           f"{model_path}", loaded=True, hint="; try a smaller --batch-size")
+    if group is not None:
+        from femtogpt.text.fingerprint import dataset_fingerprint
+
+        check_same_inputs(group, dataset, dataset_fingerprint(dataset), tokens, ckpt.model)
     if live:
         from rich.progress import Progress
 
         with Progress(transient=True) as bar:
             task = bar.add_task("evaluating", total=None)
             loss, count = evaluate_tokens(ckpt.model, tokens, batch_size=batch_size, max_windows=max_windows,
-                                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                          progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                          group=group)
     else:
-        loss, count = evaluate_tokens(ckpt.model, tokens, batch_size=batch_size, max_windows=max_windows)
+        loss, count = evaluate_tokens(ckpt.model, tokens, batch_size=batch_size, max_windows=max_windows,
+                                      group=group)
     perplexity = math.exp(min(loss, 709.0))  # exp overflows a float above ~709.78
+    processes = {} if group is None else {"processes": group.size}
     if as_json:
         click.echo(json.dumps({"loss": loss, "perplexity": perplexity, "tokens": int(count),
-                               "dataset": str(dataset)}))
+                               "dataset": str(dataset), **processes}))
     else:
-        click.echo(f"loss {loss:.6f} (perplexity {perplexity:.4g}) over {count:,} predicted tokens of {dataset}")
+        click.echo(f"loss {loss:.6f} (perplexity {perplexity:.4g}) over {count:,} predicted tokens of {dataset}"
+                   + ("" if group is None else f" ({group.size} processes)"))
 
 
 COMMANDS = [infer, eval_cmd]

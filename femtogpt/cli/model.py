@@ -5,9 +5,7 @@ command bodies so `femtogpt --help` stays instant. Expected failures become one 
 a model (infer, eval) is cli/infer.py; reading its record (info, loss) is cli/info.py.
 """
 import math
-import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -17,9 +15,11 @@ from femtogpt.cli.common import (UserError, build_tokenizer_from_flags, check_mo
                                  open_checkpoint, save_checkpoint, tokenizer_options, training_settings_options,
                                  use_engine)
 from femtogpt.cli.flags import MAX_GENERATED, MAX_STEPS, POS_ENCODINGS, SEED, THREADS, FiniteFloat
-from femtogpt.cli.common import lock_model_file, same_file
+from femtogpt.cli.common import lock_model_file, read_model_bytes_or_fail, same_file
 from femtogpt.cli.flags import HiddenAliases
 from femtogpt.cli.interrupts import interruptible
+from femtogpt.cli.processes import (check_same_inputs, process_group, quiet_unless_lead, threads_per_process,
+                                     together)
 
 
 def _warn(msg):
@@ -195,17 +195,16 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
     Another process writing the same model file meanwhile is refused.
     The same --seed gives the same result whether run in one go or split across invocations.
     """
-    group = _process_group()  # None for one process; several under mpiexec
-    lead = group is None or group.lead  # the process that reads and writes the model file and prints
+    group = process_group()  # None for one process; several under mpiexec
+    lead = quiet_unless_lead(group)  # the process that reads and writes the model file and prints
     if not lead:
-        sys.stdout = open(os.devnull, "w")  # one voice: process 0's (errors still reach stderr)
         interrupts.voice = False
     # Numba's threads for this run (at most its pool); GEMMs follow, BLAS stays on one
-    use_engine(threads or _threads_per_process(group))
+    use_engine(threads or threads_per_process(group))
     ctx = click.get_current_context()
     given = {name: value for name, value in given.items()  # the settings flags on the command line
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
-    with _together(group):
+    with together(group):
         if not Path(dataset).exists():
             raise UserError(f"--dataset {dataset}: no such file or directory")
         if lead:
@@ -213,10 +212,10 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
                 check_output_path(model_path, "--model", force=True)  # its saves must be able to land
             lock_model_file(model_path, "train")  # held from before loading to after the last save
             _check_training_memory(model_path, given)
-            model_bytes = _read_model_bytes(model_path)
+            model_bytes = read_model_bytes_or_fail(model_path)
     if group is not None:  # every process builds the model from process 0's bytes of the file
         model_bytes = group.broadcast(model_bytes if lead else None)
-    with _together(group):
+    with together(group):
         ckpt = open_checkpoint(model_path, model_bytes)
         settings, from_file = _settings(given, ckpt.train_state, keep_best)
     del model_bytes
@@ -228,7 +227,7 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
     from femtogpt.train.settings import as_flags, optimizer_config, train_options, units_note
 
     live = sys.stdout.isatty() and not quiet
-    with _together(group):
+    with together(group):
         tokens = load_dataset_tokens(ckpt.tokenizer, dataset, live)
     if reset_optimizer:
         ckpt.reset_optimizer()
@@ -240,7 +239,7 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
     batch_size, units, val_fraction = options.batch_size, options.units, options.val_fraction
     dataset_info = {"dataset": str(dataset), "dataset_hash": dataset_fingerprint(dataset)}
     if group is not None:
-        _check_same_inputs(group, dataset, dataset_info["dataset_hash"], tokens, ckpt)
+        check_same_inputs(group, dataset, dataset_info["dataset_hash"], tokens, ckpt.model, ckpt.optimizer)
         dataset_info["processes"] = group.size
     best_path, best_loss = None, math.inf
     if keep_best and lead:
@@ -290,76 +289,6 @@ def train(model_path, dataset, steps, seed, save_every, save_minutes, keep_best,
             click.echo(f"No validation loss below {best_path}'s {best_loss:.4f}; it is unchanged.")
     if result.stopped or interrupts.requested:
         sys.exit(130)
-
-
-def _process_group():
-    """The processes mpiexec started together (train/distributed.py), or None for one process."""
-    from femtogpt.train.distributed import GroupError, process_group
-
-    try:
-        return process_group()
-    except GroupError as exc:
-        raise UserError(str(exc)) from None
-
-
-def _threads_per_process(group):
-    """Default threads: one per physical core, shared by the processes of the group on this machine."""
-    if group is None:
-        return None
-    from femtogpt.engine.runtime import default_threads
-
-    return max(1, default_threads() // group.local_size())
-
-
-@contextmanager
-def _together(group):
-    """With a process group: an Error line raised inside by any process stops every process, after the
-    block (so none waits for the others forever); process 0 prints it, the others exit 1 silently."""
-    if group is None:
-        yield
-        return
-    from femtogpt.train.distributed import GroupError
-
-    error = None
-    try:
-        yield
-    except click.ClickException as exc:
-        error = exc.format_message()
-    try:
-        group.check_all_ok(error)
-    except GroupError as exc:
-        _group_failed(group, exc)
-
-
-def _group_failed(group, exc):
-    if group.lead:
-        raise UserError(str(exc)) from None
-    sys.exit(1)
-
-
-def _check_same_inputs(group, dataset, dataset_hash, tokens, ckpt):
-    """Every process must train on the same tokens and the same model: one line otherwise."""
-    import zlib
-
-    from femtogpt.train.distributed import GroupError, weights_digest
-
-    tokens_crc = zlib.crc32(tokens.tobytes())
-    try:
-        same = f"{dataset_hash} {len(tokens)} {tokens_crc:08x}"  # the path may differ between hosts
-        group.check_same(same, "the dataset",
-                         f"{dataset} ({len(tokens):,} tokens, fingerprint {dataset_hash[:12]})")
-        group.check_same(weights_digest(ckpt.model, ckpt.optimizer), "model weights with digest")
-    except GroupError as exc:
-        _group_failed(group, exc)
-
-
-def _read_model_bytes(path):
-    from femtogpt.io.model_file import ModelFileError, read_model_bytes
-
-    try:
-        return read_model_bytes(path)
-    except ModelFileError as exc:
-        raise UserError(str(exc)) from None
 
 
 @click.command(name="reset-optimizer")
