@@ -25,3 +25,17 @@ def make_test_model(dtype=np.float64, seed=0, **kw):
     model = GPT(hp, Parameters(hp, dtype).init_reference(seed))
     spread_weights(model.params, seed)
     return model
+
+
+def train_steps(session, text, steps, seed=0, batch_size=4):
+    """`steps` seeded AdamW steps (lr 1e-2, no warm-up) of a Checkpoint on `text`, batches drawn from
+    (seed, optimizer step) as `train` draws them, so the weights move and the moments are nonzero."""
+    from femtogpt.config import OptimizerConfig
+    from femtogpt.train.step import sample_batch, train_step
+
+    opt = session.ensure_optimizer(OptimizerConfig(lr=1e-2, warmup=0))
+    ids = session.tokenizer.encode(text)
+    for _ in range(steps):
+        x, y = sample_batch(ids, batch_size, session.hp.num_tokens, seed, opt.step)
+        train_step(session.model, opt, x, y)
+    return session

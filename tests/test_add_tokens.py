@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from femtogpt.config import Hyperparameters, OptimizerConfig
+from femtogpt.config import Hyperparameters
 from femtogpt.engine.params import named_views
 from femtogpt.growth.tokens import (DEFAULT_INIT, INITS, VocabularyError, add_tokens, replace_reserved,
                                     with_added_tokens)
@@ -24,6 +24,7 @@ from femtogpt.text.build import build_tokenizer
 from femtogpt.text.tokenizer import TextTokenizer
 from femtogpt.train.step import sample_batch, train_step
 from tests.run_cli import run
+from tests.models import train_steps
 
 TEXT = generate_text("simple_dummy", 300, seed=1)   # lines like "gofube;\n": ";\n" is frequent
 HELD_OUT = generate_text("simple_dummy", 40, seed=7)
@@ -37,12 +38,7 @@ def trained(steps=6, seed=0, reserve=2, E=16):
     hp = Hyperparameters(vocab_size=tok.vocab_size, num_tokens=8, embedding_degree=E, num_layers=2,
                          num_heads=2, pos_enc="absolute")
     s = create(hp, tok, seed=seed)
-    opt = s.ensure_optimizer(OptimizerConfig(lr=1e-2, warmup=0))
-    ids = tok.encode(TEXT)
-    for _ in range(steps):
-        x, y = sample_batch(ids, 4, hp.num_tokens, seed, opt.step)
-        train_step(s.model, opt, x, y)
-    return s
+    return train_steps(s, TEXT, steps, seed)
 
 
 @pytest.fixture(scope="module")
@@ -277,11 +273,13 @@ def test_cli_add_tokens_bad_input_is_one_line_and_writes_nothing(workdir):
 
 
 def test_cli_replace_reserved(workdir):
+    before = load_model_file(Path("model.dat"))
     out = run("replace-reserved", "--input", "model.dat", "--output", "model.dat", "--id", "101",
               "--token", "<|endoftext|>", "--special").output
     assert "Replaced reserved token 101" in out and "no tensor changed (1 reserved left)" in out
-    after, before = load_model_file(Path("model.dat")), None
+    after = load_model_file(Path("model.dat"))
     assert after.hp.vocab_size == 103 and after.logs[-1]["kind"] == "ReplaceReserved"
+    assert all(after.tensors[name].tobytes() == t.tobytes() for name, t in before.tensors.items())
     for args, message in [(["--id", "5", "--token", "xy"], "is not a reserved token"),
                           (["--id", "102", "--token", "<|endoftext|>"], "already in the vocabulary"),
                           (["--id", "101", "--token", "xy"], "is not a reserved token")]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from femtogpt.config import POS_ENCODINGS, Hyperparameters, OptimizerConfig
+from femtogpt.config import POS_ENCODINGS, Hyperparameters
 from femtogpt.engine.params import Parameters, named_views, reference_names
 from femtogpt.growth.heads import head_names, insert_head
 from femtogpt.io.checkpoint import assemble, create, load
@@ -16,7 +16,7 @@ from femtogpt.tasks.toy_data import generate_text
 from femtogpt.text.build import build_tokenizer
 from femtogpt.train.step import sample_batch, train_step
 from tests.gradcheck import check_model_grads
-from tests.models import make_test_model, spread_weights
+from tests.models import make_test_model, spread_weights, train_steps
 from tests.run_cli import run
 
 TEXT = generate_text("simple_dummy", 300, seed=1)
@@ -102,12 +102,7 @@ def trained(hp, steps=6, seed=0, dtype=np.float32):
         params = Parameters(hp, dtype).load(s.model.params.named())
         s = assemble(hp, params, tok, s.logs, s.train_state)
     spread_weights(s.model.params, seed)
-    opt = s.ensure_optimizer(OptimizerConfig(lr=1e-2, warmup=0))
-    ids = tok.encode(TEXT)
-    for _ in range(steps):
-        x, y = sample_batch(ids, 4, hp.num_tokens, seed, opt.step)
-        train_step(s.model, opt, x, y)
-    return s
+    return train_steps(s, TEXT, steps, seed)
 
 
 def hp_of(pos_enc="none", **kw):

@@ -8,7 +8,7 @@ import pytest
 from femtogpt.config import Hyperparameters
 from femtogpt.engine.params import Parameters
 from femtogpt.model.gpt import GPT
-from femtogpt.tools.inside import layer_stats, table_lines
+from femtogpt.tools.inside import layer_stats
 from tests.models import spread_weights
 from tests.run_cli import run, tiny_model_folder
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from femtogpt.io.model_file import load_model_file
-from femtogpt.config import Hyperparameters, OptimizerConfig
+from femtogpt.config import Hyperparameters
 from femtogpt.tasks.toy_data import generate_text
 from femtogpt.engine.params import reference_names
 from femtogpt.io.checkpoint import create, load
@@ -16,6 +16,7 @@ from femtogpt.text.build import build_tokenizer
 from femtogpt.text.tokenizer_files import from_token_list
 from femtogpt.train.step import sample_batch, train_step
 from tests.run_cli import run
+from tests.models import train_steps
 
 HP = Hyperparameters(vocab_size=101, num_tokens=8, embedding_degree=16, num_layers=3, num_heads=2,
                      pos_enc="none")
@@ -27,11 +28,7 @@ def trained(steps=6, seed=0, hp=HP):
     distinguishable from a fresh draw)."""
     tok = build_tokenizer("ascii")
     s = create(hp, tok, seed=seed)
-    opt = s.ensure_optimizer(OptimizerConfig(lr=1e-2, warmup=0))
-    ids = tok.encode(TEXT)
-    for _ in range(steps):
-        x, y = sample_batch(ids, 4, hp.num_tokens, seed, opt.step)
-        train_step(s.model, opt, x, y)
+    train_steps(s, TEXT, steps, seed)
     rng = np.random.default_rng(seed)
     for name, view in s.model.params.named().items():
         if name.endswith("_coeff"):
