@@ -324,7 +324,7 @@ def grow(model_path, dataset, to_layers, steps_per_stage, *, insert_at="end", in
     with model_lock(model_path, "grow"):
         ckpt = load(model_path)
         plan, _ = plan_growth(ckpt, to_layers, steps_per_stage, insert_at, init, seed, restart,
-                                     where=str(model_path))
+                              where=str(model_path))
         chosen, _, _ = settings_for_run(settings or {}, ckpt.train_state.get("settings", {}))
         batch_size, units = batch_shape(chosen)
         try:  # first: it bounds to_layers
